@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# Build kube-apiserver, kubectl and etcd from the Kubernetes Go modules into a
+# cache outside the repo, for the tests in tests/k8s.  Idempotent: a second run
+# finds the binaries and returns in well under a second.
+#
+#   WORKERPOOL_K8S_VERSION  Kubernetes version (default below; etcd follows the
+#                           version pinned by that Kubernetes release's go.mod)
+#   WORKERPOOL_K8S_CACHE    cache root (default ~/.cache/workerpool-k8s)
+#
+# Binaries end up in $WORKERPOOL_K8S_CACHE/$WORKERPOOL_K8S_VERSION/bin.
+# See tests/k8s/HARNESS.md for why it is done this way.
+set -euo pipefail
+
+K8S_VERSION="${WORKERPOOL_K8S_VERSION:-v1.36.3}"
+CACHE_ROOT="${WORKERPOOL_K8S_CACHE:-$HOME/.cache/workerpool-k8s}"
+OUT="$CACHE_ROOT/$K8S_VERSION"
+BIN="$OUT/bin"
+SRC="$OUT/src"
+STAMP="$BIN/.complete"
+BINARIES=(kube-apiserver kubectl etcd)
+START=$SECONDS
+
+log() { echo "build-k8s: $*" >&2; }
+elapsed() { log "$1 in $((SECONDS - START))s (binaries: $BIN)"; }
+
+have_all() {
+  [[ -f "$STAMP" ]] || return 1
+  local b
+  for b in "${BINARIES[@]}"; do [[ -x "$BIN/$b" ]] || return 1; done
+}
+
+# go.mod of a build-only module: requires k8s.io/kubernetes and pins every
+# staging repo (k8s.io/api, k8s.io/apiserver, ...) to the matching v0.x.y tag,
+# replacing the ./staging/src/... replaces k8s.io/kubernetes uses in its repo.
+write_module() {
+  local k8s_mod staging_version
+  k8s_mod="$(go mod download -json "k8s.io/kubernetes@$K8S_VERSION" \
+    | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
+  [[ -f "$k8s_mod" ]] || { log "cannot fetch k8s.io/kubernetes@$K8S_VERSION"; exit 1; }
+  staging_version="v0.${K8S_VERSION#v1.}"
+  mkdir -p "$SRC"
+  {
+    printf 'module workerpool.local/k8sbuild\n\n'
+    grep -E '^(go|godebug) ' "$k8s_mod"
+    printf '\nrequire k8s.io/kubernetes %s\n\nreplace (\n' "$K8S_VERSION"
+    sed -n '/^replace (/,/^)/p' "$k8s_mod" | awk -v v="$staging_version" \
+      '$2 == "=>" && $3 ~ /^\.\/staging\// { printf "\t%s => %s %s\n", $1, $1, v }'
+    printf ')\n'
+  } >"$SRC/go.mod"
+  cat >"$SRC/tools.go" <<'EOF'
+//go:build tools
+
+// Package tools only pins the commands built by .ci/build-k8s.sh.
+package tools
+
+import (
+	_ "go.etcd.io/etcd/server/v3"
+	_ "k8s.io/kubernetes/cmd/kube-apiserver"
+	_ "k8s.io/kubernetes/cmd/kubectl"
+)
+EOF
+}
+
+# Version variables that Kubernetes' own build (hack/lib/version.sh) stamps in,
+# so /version and `kubectl version` report the real release, not v0.0.0-master.
+ldflags() {
+  local minor="${K8S_VERSION#v1.}" flags="-s -w" pkg
+  minor="${minor%%.*}"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    flags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1"
+    flags+=" -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+    flags+=" -X $pkg.buildDate=1970-01-01T00:00:00Z"
+  done
+  echo "$flags"
+}
+
+build() {
+  local tmp="$OUT/bin.tmp"
+  rm -rf "$tmp" && mkdir -p "$tmp" "$BIN"
+  (
+    cd "$SRC"
+    go mod tidy
+    # One invocation so the three commands share one action graph; -p 2 for
+    # the 2-core machines.  The etcd main package is the module root, so go
+    # names its binary "server".
+    go build -p 2 -trimpath -ldflags="$(ldflags)" -o "$tmp/" \
+      k8s.io/kubernetes/cmd/kube-apiserver \
+      k8s.io/kubernetes/cmd/kubectl \
+      go.etcd.io/etcd/server/v3
+  )
+}
+
+main() {
+  if have_all; then elapsed "cached"; return 0; fi
+  command -v go >/dev/null || { log "go is not installed"; exit 1; }
+  log "building Kubernetes $K8S_VERSION (cold build takes ~15 min on 2 cores)"
+  write_module
+  build
+  rm -f "$STAMP"
+  mv -f "$OUT/bin.tmp/kube-apiserver" "$OUT/bin.tmp/kubectl" "$BIN/"
+  mv -f "$OUT/bin.tmp/server" "$BIN/etcd"
+  rmdir "$OUT/bin.tmp"
+  "$BIN/etcd" --version | head -1 >"$STAMP"
+  "$BIN/kube-apiserver" --version >>"$STAMP"
+  cat "$STAMP" >&2
+  elapsed "built"
+}
+
+main "$@"

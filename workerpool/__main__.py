@@ -1,0 +1,5 @@
+"""`python -m workerpool` is the `workerpool` command."""
+
+from .cli import main
+
+main()

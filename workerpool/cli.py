@@ -1,0 +1,186 @@
+"""The `workerpool` command: parse, build the config, call one function."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import click
+import redis
+
+from . import logs
+from .errors import WorkerPoolError
+from .queue import Queue, connect
+from .spec import redact_url
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6390/0"  # where `workerpool run` puts its embedded Redis
+
+_redis_url = click.option("--redis-url", envvar="REDIS_URL", default=None, show_envvar=True,
+                          help="Redis URL (overrides spec.redis.url).")
+_queue = click.option("--queue", "-q", required=True, help="Queue (Redis list key).")
+_log_options = [
+    click.option("--log-level", default="INFO", show_default=True,
+                 type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)),
+    click.option("--log-format", default="text", show_default=True,
+                 type=click.Choice(["text", "json"])),
+]
+
+
+def _with_logs(f: Any) -> Any:
+    for option in reversed(_log_options):
+        f = option(f)
+    return f
+
+
+@click.group()
+@click.version_option(package_name="workerpool")
+def cli() -> None:
+    """A self-scaling pool of worker processes for a Redis queue."""
+
+
+@cli.command()
+@click.argument("pool_file", type=click.Path(dir_okay=False))
+@_redis_url
+@click.option("--data-dir", default=".workerpool/redis", show_default=True,
+              help="Where the embedded Redis keeps its data (used when no URL is given).")
+@_with_logs
+def run(pool_file: str, redis_url: str | None, data_dir: str, log_level: str,
+        log_format: str) -> None:
+    """Run the master for the WorkerPool manifest(s) in POOL_FILE, in the foreground."""
+    from .runner import run_local
+
+    logs.setup(log_level, log_format)
+    sys.path.insert(0, os.getcwd())  # handlers are imported like `python -m` would find them
+    _exit_on_error(lambda: sys.exit(run_local(pool_file, redis_url, data_dir)))
+
+
+@cli.command()
+@click.option("--tasks", default=200, show_default=True, help="Tasks in the burst.")
+@click.option("--data-dir", default=".workerpool/demo-redis", show_default=True)
+@_with_logs
+def demo(tasks: int, data_dir: str, log_level: str, log_format: str) -> None:
+    """Watch a pool of 3 permanent workers scale to 10 for a burst, then back, then stop."""
+    from .demo import run_demo
+
+    logs.setup(log_level, log_format)
+    _exit_on_error(lambda: sys.exit(run_demo(tasks, data_dir)))
+
+
+@cli.command()
+@_queue
+@_redis_url
+@click.option("--file", "-f", "file_", type=click.File("r"), default=None,
+              help="JSON lines, one payload per line ('-' for stdin).")
+@click.argument("payloads", nargs=-1)
+def enqueue(queue: str, redis_url: str | None, file_: Any, payloads: tuple[str, ...]) -> None:
+    """Push each PAYLOAD (a JSON text) as a task; print one task id per line."""
+    values = list(_parse_payloads(payloads, file_))
+    if not values:
+        raise click.UsageError("give at least one PAYLOAD or --file")
+    q = _queue_of(queue, redis_url)
+    ids = _redis_call(redis_url, lambda: q.enqueue_many(values))
+    click.echo("\n".join(ids))
+
+
+def _parse_payloads(payloads: tuple[str, ...], file_: Any) -> Iterator[Any]:
+    sources = [(f"PAYLOAD #{i}", text) for i, text in enumerate(payloads, 1)]
+    if file_ is not None:
+        sources += [(f"{file_.name} line {n}", line) for n, line in enumerate(file_, 1)
+                    if line.strip()]
+    for where, text in sources:
+        try:
+            yield json.loads(text)
+        except ValueError as e:
+            raise click.BadParameter(f"{where}: {text.strip()[:60]!r} is not valid JSON ({e}); "
+                                     "a string payload needs quotes: '\"text\"'") from None
+
+
+@cli.command()
+@_queue
+@_redis_url
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def stats(queue: str, redis_url: str | None, as_json: bool) -> None:
+    """Backlog, in-flight, dead-lettered, processed and failed counts, and the live workers."""
+    q = _queue_of(queue, redis_url)
+    data = _redis_call(redis_url, q.stats)
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    for key in ("queue", "backlog", "in_flight", "delayed", "dead_lettered", "processed",
+                "failed", "retried"):
+        click.echo(f"{key:14} {data[key]}")
+    for m in data["masters"]:
+        click.echo(f"master {m['host']}:{m['pid']} pool={m['pool']} permanent={m['permanent']} "
+                   f"temporary={m['temporary']} busy={m['busy']}")
+        for w in m["workers"]:
+            click.echo(f"  worker[{w['role']}] pid={w['pid']} {'busy' if w['busy'] else 'idle'}")
+
+
+@cli.group()
+def dead() -> None:
+    """Inspect or act on dead-lettered tasks."""
+
+
+@dead.command("list")
+@_queue
+@_redis_url
+def dead_list(queue: str, redis_url: str | None) -> None:
+    """One dead task per line: id, attempts, last error."""
+    q = _queue_of(queue, redis_url)
+    for entry in _redis_call(redis_url, q.dead_letters):
+        click.echo(f"{entry.get('id') or '-'}\tattempts={entry.get('attempts')}\t{entry.get('error')}")
+
+
+@dead.command("requeue")
+@_queue
+@_redis_url
+def dead_requeue(queue: str, redis_url: str | None) -> None:
+    """Send every dead task back to the queue with its attempts reset."""
+    q = _queue_of(queue, redis_url)
+    click.echo(f"requeued {_redis_call(redis_url, q.requeue_dead)}")
+
+
+@dead.command("purge")
+@_queue
+@_redis_url
+def dead_purge(queue: str, redis_url: str | None) -> None:
+    """Delete every dead task."""
+    q = _queue_of(queue, redis_url)
+    click.echo(f"purged {_redis_call(redis_url, q.purge_dead)}")
+
+
+@cli.command("operator", context_settings={"ignore_unknown_options": True})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def operator_cmd(args: tuple[str, ...]) -> None:
+    """Run the Kubernetes operator (see README)."""
+    try:
+        from .operator.main import main as operator_main
+    except ImportError as e:
+        raise click.ClickException(f"the operator needs `pip install 'workerpool[operator]'` ({e})") from None
+    sys.exit(operator_main(list(args)))
+
+
+def _queue_of(queue: str, redis_url: str | None) -> Queue:
+    return Queue(queue, client=connect(redis_url or DEFAULT_REDIS_URL, socket_timeout=10))
+
+
+def _redis_call(redis_url: str | None, fn: Any) -> Any:
+    try:
+        return fn()
+    except redis.RedisError as e:
+        shown = redact_url(redis_url or DEFAULT_REDIS_URL)
+        raise click.ClickException(f"Redis at {shown}: {e}") from None
+
+
+def _exit_on_error(fn: Any) -> None:
+    try:
+        fn()
+    except WorkerPoolError as e:
+        raise click.ClickException(str(e)) from None
+
+
+def main() -> None:
+    cli(prog_name="workerpool")

@@ -1,0 +1,325 @@
+"""One pool inside the master: its workers, its Redis upkeep and its scaling."""
+
+from __future__ import annotations
+
+import gc
+import json
+import logging
+import os
+import random
+import signal
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import redis
+
+from .. import logs, protocol
+from ..process import CLEAN_EXITS, ExitCode, die_with_parent, parent_is, set_title
+from ..protocol import Keys
+from ..queue import connect
+from ..slots import SlotTable
+from ..spec import PoolSpec
+from ..worker import WorkerConfig, run_worker
+from ..worker.handler import load
+from .scaling import Bounds, Decision, Observed, decide
+
+HARD_KILL_GRACE_S = 5.0  # past taskTimeoutSeconds + this, a worker whose alarm did not work is killed
+CRASH_WINDOW_S = 10.0  # a worker that dies younger than this counts toward a crash loop
+CRASH_BACKOFF_MAX_S = 30.0
+_SIZE_FIELDS = ("min_workers", "max_workers", "scale_up_backlog")
+
+
+@dataclass(slots=True)
+class Child:
+    """A worker as the master tracks it."""
+
+    pid: int
+    role: str
+    worker_id: str
+    slot: int
+    started_at: float
+    retiring: bool = False
+    killed_for: str | None = None
+
+
+@dataclass(slots=True)
+class Upkeep:
+    """Redis-side state of a pool that survives an outage."""
+
+    backlog: int = 0
+    redis_ok: bool = True
+    failures: int = 0
+    next_heartbeat: float = 0.0
+    recoveries: list[tuple[str, int]] = field(default_factory=list)
+
+
+class Pool:
+    """Keeps one WorkerPool's workers: forks, retires, reaps, recovers and publishes."""
+
+    def __init__(self, spec: PoolSpec, redis_url: str, slots: SlotTable, master_id: str,
+                 child_setup: Callable[[], None]) -> None:
+        self.spec = spec
+        self.redis_url = redis_url
+        self.handler = load(spec.handler)
+        self.error_handler = load(spec.error_handler, "spec.errorHandler") if spec.error_handler else None
+        self.keys = Keys(spec.queue)
+        self.slots = slots
+        self.master_id = master_id
+        self.master_pid = os.getpid()
+        self.child_setup = child_setup
+        self.children: dict[int, Child] = {}
+        self.redis = connect(redis_url, socket_timeout=2.0)
+        self.promote = self.redis.register_script(protocol.PROMOTE)
+        self.recover = self.redis.register_script(protocol.RECOVER)
+        self.upkeep = Upkeep()
+        self.crash_streak = 0
+        self.respawn_after = 0.0
+        self.draining = False
+
+    # --- workers ------------------------------------------------------------------------
+
+    def live(self, role: str) -> list[Child]:
+        return [c for c in self.children.values() if c.role == role and not c.retiring]
+
+    def spawn(self, role: str) -> Child:
+        """Fork one worker; the child never returns from here."""
+        slot = self.slots.acquire()
+        worker_id = f"{self.master_id}.{len(self.children)}.{slot}.{random.getrandbits(24):06x}"
+        config = WorkerConfig(self.spec, role, worker_id, self.master_pid,
+                              self.slots.writer(slot), self.handler, self.error_handler)
+        gc.freeze()  # keep the master's objects out of the children's collections: pages stay shared
+        began = time.perf_counter()
+        pid = os.fork()
+        if pid == 0:
+            self._child_main(config)
+        child = Child(pid, role, worker_id, slot, time.monotonic())
+        self.children[pid] = child
+        logs.event("worker forked", role=role, worker=pid,
+                   fork_ms=round((time.perf_counter() - began) * 1000, 2))
+        return child
+
+    def _child_main(self, config: WorkerConfig) -> None:
+        code = ExitCode.BOOT_FAILED
+        try:
+            self.child_setup()
+            die_with_parent(signal.SIGKILL)
+            if not parent_is(config.master_pid):  # the master died before prctl took effect
+                os._exit(ExitCode.ORPHANED)
+            random.seed()
+            logs.set_role(config.role)
+            set_title(f"worker[{config.role}] pool={self.spec.name}")
+            code = run_worker(config, self.redis_url)
+        except BaseException:
+            logs.event("worker failed", level=logging.CRITICAL, exc_info=True)
+            code = 1
+        finally:
+            os._exit(int(code))
+
+    def signal_all(self, sig: signal.Signals, reason: str | None = None) -> None:
+        for child in self.children.values():
+            if reason:
+                child.killed_for = reason
+            _kill(child.pid, sig)
+
+    def retire(self, role: str, count: int) -> None:
+        """Ask `count` workers of `role` to stop after their current task; idle ones first."""
+        candidates = sorted(self.live(role), key=lambda c: self.slots.read(c.slot).busy)
+        for child in candidates[:count]:
+            child.retiring = True
+            _kill(child.pid, signal.SIGTERM)
+            logs.event("worker retiring", role=role, worker=child.pid)
+
+    def on_exit(self, pid: int, status: int) -> bool:
+        """A child was reaped: log, queue its tasks for recovery; True if it could not boot."""
+        child = self.children.pop(pid)
+        seen = self.slots.read(child.slot)
+        self.slots.release(child.slot)
+        clean = status >= 0 and status in CLEAN_EXITS
+        reason = child.killed_for or ExitCode.describe(status)
+        level = logging.INFO if clean or child.killed_for == "shutdown" else logging.WARNING
+        logs.event("worker exited", level=level, role=child.role, worker=pid, reason=reason)
+        charge = seen.position if (seen.busy and not clean and child.killed_for != "shutdown") else -1
+        self.upkeep.recoveries.append((child.worker_id, charge))
+        self._recover_pending()
+        if not clean and child.killed_for != "shutdown":
+            self._note_crash(child)
+        return status == ExitCode.BOOT_FAILED
+
+    def _note_crash(self, child: Child) -> None:
+        now = time.monotonic()
+        if now - child.started_at >= CRASH_WINDOW_S:
+            self.crash_streak = 0
+            return
+        self.crash_streak += 1
+        delay = min(CRASH_BACKOFF_MAX_S, 0.1 * 2 ** (self.crash_streak - 1))
+        self.respawn_after = now + delay
+        if self.crash_streak > 1:
+            logs.event("workers crash-looping, backing off", level=logging.WARNING,
+                       crashes=self.crash_streak, next_fork_in_s=round(delay, 2))
+
+    # --- the tick -----------------------------------------------------------------------
+
+    def tick(self, now: float) -> None:
+        """Poll Redis, then scale; an unreachable Redis only pauses the temporaries."""
+        self._poll(now)
+        self._enforce_hard_timeouts(now)
+        if not self.draining:
+            self.apply(decide(self.observe(), self._bounds(), now >= self.respawn_after))
+
+    def observe(self) -> Observed:
+        views = [self.slots.read(c.slot) for c in self.children.values() if not c.retiring]
+        held = sum(v.held for v in views)
+        waiting = self.upkeep.backlog + held if self.upkeep.redis_ok else 0
+        return Observed(len(self.live("permanent")), len(self.live("temporary")),
+                        sum(v.busy for v in views), waiting)
+
+    def _bounds(self) -> Bounds:
+        return Bounds(self.spec.min_workers, self.spec.max_workers, self.spec.scale_up_backlog)
+
+    def apply(self, d: Decision) -> None:
+        if d.fork_temporary:
+            seen = self.observe()
+            logs.event("scaling up", waiting=seen.waiting, busy=seen.busy,
+                       forking=d.fork_temporary)
+        for _ in range(d.fork_permanent):
+            self.spawn("permanent")
+        for _ in range(d.fork_temporary):
+            self.spawn("temporary")
+        if d.retire_permanent:
+            self.retire("permanent", d.retire_permanent)
+        if d.retire_temporary:
+            self.retire("temporary", d.retire_temporary)
+
+    def _enforce_hard_timeouts(self, now: float) -> None:
+        limit = self.spec.task_timeout_s
+        if not limit:
+            return
+        for child in self.children.values():
+            seen = self.slots.read(child.slot)
+            if seen.busy and child.killed_for is None and now - seen.started_at > limit + HARD_KILL_GRACE_S:
+                child.killed_for = "task timeout (killed)"
+                _kill(child.pid, signal.SIGKILL)
+
+    def _poll(self, now: float) -> None:
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.llen(self.spec.queue)
+            self.promote([self.keys.delayed, self.spec.queue],
+                         [protocol.now_ms(), protocol.PROMOTE_BATCH], client=pipe)
+            self.upkeep.backlog = int(pipe.execute()[0])
+            if now >= self.upkeep.next_heartbeat:
+                self.heartbeat()
+                self.upkeep.next_heartbeat = now + protocol.HEARTBEAT_INTERVAL_S
+            self._recover_pending()
+            self._redis_ok()
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            self._redis_failed(e)
+
+    def _redis_ok(self) -> None:
+        if not self.upkeep.redis_ok:
+            logs.event("redis is back", queue=self.spec.queue)
+        self.upkeep.redis_ok = True
+        self.upkeep.failures = 0
+
+    def _redis_failed(self, e: Exception) -> None:
+        self.upkeep.failures += 1
+        if self.upkeep.redis_ok or self.upkeep.failures % 50 == 0:
+            logs.event("redis unavailable; keeping the workers, pausing scale-up",
+                       level=logging.WARNING, error=str(e))
+        self.upkeep.redis_ok = False
+
+    # --- heartbeats, publishing, recovery -------------------------------------------------
+
+    def heartbeat(self) -> None:
+        """Refresh our entries in Keys.alive, publish our numbers, recover the expired."""
+        now = protocol.now_ms()
+        deadline = now + int(protocol.HEARTBEAT_TTL_S * 1000)
+        members = {f"m:{self.master_id}": deadline}
+        members.update({f"w:{c.worker_id}": deadline for c in self.children.values()})
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.zadd(self.keys.alive, members)
+        pipe.hset(self.keys.masters, self.master_id, json.dumps(self.published()))
+        pipe.zrangebyscore(self.keys.alive, "-inf", now)
+        expired = pipe.execute()[2]
+        for member in expired:
+            self._recover_expired(member.decode())
+
+    def _recover_expired(self, member: str) -> None:
+        kind, _, ident = member.partition(":")
+        if kind == "w":
+            moved = self.recover([self.keys.processing(ident), self.spec.queue, self.keys.seq],
+                                 [0, protocol.ENVELOPE_PREFIX])
+            if moved:
+                logs.event("recovered tasks of a vanished worker", level=logging.WARNING,
+                           worker_id=ident, tasks=moved)
+        else:
+            self.redis.hdel(self.keys.masters, ident)
+        self.redis.zrem(self.keys.alive, member)
+
+    def _recover_pending(self) -> None:
+        while self.upkeep.recoveries:
+            worker_id, charge = self.upkeep.recoveries[0]
+            moved = self.recover([self.keys.processing(worker_id), self.spec.queue, self.keys.seq],
+                                 [charge, protocol.ENVELOPE_PREFIX])
+            self.redis.zrem(self.keys.alive, f"w:{worker_id}")
+            self.upkeep.recoveries.pop(0)
+            if moved:
+                logs.event("returned tasks to the queue", worker_id=worker_id, tasks=moved,
+                           charged_attempt=charge >= 0)
+
+    def try_recover_pending(self) -> bool:
+        """Recover what exited workers held; False if Redis is unreachable."""
+        try:
+            self._recover_pending()
+            return True
+        except (redis.ConnectionError, redis.TimeoutError) as e:
+            self._redis_failed(e)
+            return False
+
+    def withdraw(self) -> None:
+        """Remove this master's entry (clean stop), so `stats` stops showing it at once."""
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            pipe.zrem(self.keys.alive, f"m:{self.master_id}")
+            pipe.hdel(self.keys.masters, self.master_id)
+            pipe.execute()
+        except (redis.ConnectionError, redis.TimeoutError):
+            pass  # the entry expires by itself
+
+    def published(self) -> dict[str, object]:
+        """The numbers `workerpool stats` and the operator read."""
+        workers = [{"pid": c.pid, "role": c.role, "busy": self.slots.read(c.slot).busy}
+                   for c in self.children.values()]
+        return {"master": self.master_id, "pool": self.spec.name, "host": socket.gethostname(),
+                "pid": self.master_pid, "min": self.spec.min_workers, "max": self.spec.max_workers,
+                "permanent": len(self.live("permanent")), "temporary": len(self.live("temporary")),
+                "busy": sum(1 for w in workers if w["busy"]), "workers": workers,
+                "updated_at": time.time()}
+
+    # --- reload -------------------------------------------------------------------------
+
+    def update(self, spec: PoolSpec) -> None:
+        """Apply a changed spec (SIGHUP): sizes at once; anything else by replacing workers."""
+        if spec == self.spec:
+            return
+        if spec.handler != self.spec.handler:
+            self.handler = load(spec.handler)
+        if spec.error_handler != self.spec.error_handler:
+            self.error_handler = load(spec.error_handler, "spec.errorHandler") if spec.error_handler else None
+        worker_level = any(getattr(spec, f) != getattr(self.spec, f)
+                           for f in spec.__slots__ if f not in _SIZE_FIELDS)
+        self.spec = spec
+        logs.event("pool reconfigured", pool=spec.name, min=spec.min_workers,
+                   max=spec.max_workers, replacing_workers=worker_level)
+        if worker_level:
+            for role in ("permanent", "temporary"):
+                self.retire(role, len(self.live(role)))
+
+
+def _kill(pid: int, sig: signal.Signals) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass  # already exited; the reaper will see it

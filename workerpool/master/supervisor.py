@@ -1,0 +1,202 @@
+"""The master: one single-threaded loop — wait → signals → reap → scale → publish.
+
+Signal handlers only wake the loop (signal.set_wakeup_fd writes the signal number to a pipe);
+all work happens in the loop, never inside a handler.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import select
+import signal
+import socket
+import time
+from collections.abc import Callable
+
+from .. import logs
+from ..errors import WorkerPoolError
+from ..process import become_subreaper, set_title
+from ..slots import SlotTable
+from ..spec import PoolSpec
+from .pool import Pool
+
+POLL_INTERVAL_S = 0.1  # how often the backlog is read: a burst is seen within this
+RECOVERY_PATIENCE_S = 5.0  # at exit, how long to retry returning tasks to an unreachable Redis
+_HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGQUIT)
+
+
+def redis_url_of(spec: PoolSpec) -> str:
+    if not spec.redis_url:
+        raise WorkerPoolError(f"pool {spec.name!r}: no Redis URL (spec.redis.url, --redis-url "
+                              "or REDIS_URL)")
+    return spec.redis_url
+
+
+class Master:
+    """Supervises the pools of one process. `run()` returns the process exit code."""
+
+    def __init__(self, specs: list[PoolSpec],
+                 reload: Callable[[], list[PoolSpec]] | None = None) -> None:
+        self.master_id = f"{socket.gethostname()}-{os.getpid()}-{random.getrandbits(16):04x}"
+        self.slots = SlotTable()
+        self._wake_r, self._wake_w = os.pipe()
+        self.pools = {s.name: Pool(s, redis_url_of(s), self.slots, self.master_id, self._child_setup)
+                      for s in specs}
+        self.reload_specs = reload
+        self.stopping = False
+        self.deadline = 0.0
+        self.exit_code = 0
+        self.dispatch: dict[int, Callable[[], None]] = {
+            signal.SIGTERM: self.stop, signal.SIGINT: self.stop, signal.SIGQUIT: self.kill_now,
+            signal.SIGHUP: self.reload, signal.SIGCHLD: lambda: None,
+        }
+
+    # --- signals ------------------------------------------------------------------------
+
+    def _install_signals(self) -> None:
+        for fd in (self._wake_r, self._wake_w):
+            os.set_blocking(fd, False)
+        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
+        for sig in _HANDLED:
+            signal.signal(sig, _record_only)
+
+    def _child_setup(self) -> None:
+        """Undo the master's signal plumbing in a freshly forked worker."""
+        signal.set_wakeup_fd(-1)
+        for sig in _HANDLED:
+            signal.signal(sig, signal.SIG_DFL)
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+
+    def _wait(self, timeout: float) -> list[int]:
+        """Sleep until a signal arrives or `timeout` passes; return the signals received."""
+        try:
+            select.select([self._wake_r], [], [], timeout)
+        except InterruptedError:
+            pass
+        try:
+            return list(os.read(self._wake_r, 512))
+        except BlockingIOError:
+            return []
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._install_signals()
+        become_subreaper()  # orphans of our workers (a handler's subprocesses) are ours to reap
+        set_title("master pool=" + ",".join(self.pools))
+        logs.event("master started", pools=",".join(self.pools), master_id=self.master_id)
+        while True:
+            for sig in self._wait(POLL_INTERVAL_S):
+                self.dispatch.get(sig, lambda: None)()
+            self._reap()
+            if self.stopping:
+                if self._drain_step():
+                    break
+                continue
+            now = time.monotonic()
+            for pool in list(self.pools.values()):
+                pool.tick(now)
+        self._finish()
+        return self.exit_code
+
+    def _reap(self) -> None:
+        """Collect every exited child; tolerate children we did not fork (we may be PID 1)."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            code = os.waitstatus_to_exitcode(status)
+            pool = next((p for p in self.pools.values() if pid in p.children), None)
+            if pool is None:
+                logs.event("reaped a process we did not start", level=logging.DEBUG,
+                           child=pid, status=code)
+            elif pool.on_exit(pid, code) and not self.stopping:
+                logs.event("a worker could not boot; stopping the master", level=logging.CRITICAL,
+                           pool=pool.spec.name)
+                self.exit_code = 1
+                self.stop()
+
+    # --- stopping -----------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """First SIGTERM/SIGINT: drain. A second one: stop the workers at once."""
+        if self.stopping:
+            self.kill_now()
+            return
+        self.stopping = True
+        grace = max((p.spec.shutdown_grace_s for p in self.pools.values()), default=0.0)
+        self.deadline = time.monotonic() + grace
+        logs.event("master stopping: workers finish their current task",
+                   grace_s=grace, workers=self._count())
+        for pool in self.pools.values():
+            pool.draining = True
+            pool.signal_all(signal.SIGTERM)
+
+    def kill_now(self) -> None:
+        """Kill every worker; their tasks go back to the queue uncharged."""
+        self.stopping = True
+        self.deadline = 0.0
+        if self._count():
+            logs.event("killing workers now", level=logging.WARNING, workers=self._count())
+        for pool in self.pools.values():
+            pool.draining = True
+            pool.signal_all(signal.SIGKILL, reason="shutdown")
+
+    def _drain_step(self) -> bool:
+        """One loop turn while stopping; True when every worker is gone."""
+        if self._count() == 0:
+            return True
+        if time.monotonic() >= self.deadline and self.deadline:
+            logs.event("grace period over", level=logging.WARNING, workers=self._count())
+            self.kill_now()
+        for pool in self.pools.values():
+            pool.tick(time.monotonic())  # keep heartbeats and recoveries going
+        return False
+
+    def _finish(self) -> None:
+        """Return the last tasks to the queue, withdraw from Redis, log the exit."""
+        give_up = time.monotonic() + RECOVERY_PATIENCE_S
+        for pool in self.pools.values():
+            while not pool.try_recover_pending() and time.monotonic() < give_up:
+                self._wait(0.5)
+            if pool.upkeep.recoveries:
+                logs.event("could not return tasks; the next master recovers them",
+                           level=logging.ERROR, workers=len(pool.upkeep.recoveries))
+            pool.withdraw()
+        logs.event("master exiting", code=self.exit_code)
+
+    def _count(self) -> int:
+        return sum(len(p.children) for p in self.pools.values())
+
+    # --- reload -------------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the manifests; sizes apply at once, other changes roll the workers."""
+        if self.reload_specs is None or self.stopping:
+            return
+        try:
+            specs = {s.name: s for s in self.reload_specs()}
+        except WorkerPoolError as e:
+            logs.event("reload failed; keeping the running configuration", level=logging.ERROR,
+                       error=str(e))
+            return
+        for name, spec in specs.items():
+            pool = self.pools.get(name)
+            try:
+                if pool and (pool.spec.queue, pool.redis_url) == (spec.queue, redis_url_of(spec)):
+                    pool.update(spec)
+                else:
+                    logs.event("pool added on reload; restart to change queue or Redis",
+                               level=logging.WARNING, pool=name)
+            except WorkerPoolError as e:
+                logs.event("reload of a pool failed", level=logging.ERROR, pool=name, error=str(e))
+
+
+def _record_only(signum: int, frame: object) -> None:
+    """Signal handler: nothing; set_wakeup_fd already wrote the signal number for the loop."""

@@ -1,0 +1,65 @@
+"""What master and worker processes share: exit codes, titles, parent-death signal."""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import enum
+import os
+import signal
+
+import setproctitle
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_CHILD_SUBREAPER = 36
+
+
+class ExitCode(enum.IntEnum):
+    """Why a worker exited; the master logs it and decides whether to replace it."""
+
+    OK = 0  # told to stop, stopped
+    BOOT_FAILED = 3  # could not start (the master stops instead of fork-looping)
+    IDLE = 10  # a temporary worker that had no task for idleTimeoutSeconds
+    RECYCLED = 11  # maxTasksPerWorker or maxMemoryMiB reached
+    ORPHANED = 12  # its master is gone
+
+    @classmethod
+    def describe(cls, status: int) -> str:
+        """A word for a decoded wait status (negative = killed by that signal)."""
+        if status < 0:
+            return f"killed by {signal.Signals(-status).name}"
+        try:
+            return {cls.OK: "stopped", cls.IDLE: "idle", cls.RECYCLED: "recycled",
+                    cls.ORPHANED: "orphaned", cls.BOOT_FAILED: "boot failed"}[cls(status)]
+        except ValueError:
+            return f"crashed (exit code {status})"
+
+
+CLEAN_EXITS = frozenset({ExitCode.OK, ExitCode.IDLE, ExitCode.RECYCLED, ExitCode.ORPHANED})
+
+
+def set_title(title: str) -> None:
+    """Set the process title `ps` shows, e.g. 'workerpool: worker[permanent] pool=emails'."""
+    setproctitle.setproctitle(f"workerpool: {title}")
+
+
+def _prctl(option: int, arg: int) -> bool:
+    libc_name = ctypes.util.find_library("c")
+    if not libc_name:
+        return False
+    libc = ctypes.CDLL(libc_name, use_errno=True)
+    return int(libc.prctl(option, arg, 0, 0, 0)) == 0
+
+
+def die_with_parent(sig: signal.Signals = signal.SIGKILL) -> None:
+    """Ask the kernel to send `sig` to this process when its parent dies (Linux only)."""
+    _prctl(_PR_SET_PDEATHSIG, int(sig))
+
+
+def become_subreaper() -> bool:
+    """Adopt orphaned descendants, so nothing this process started escapes its reaping."""
+    return _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+
+
+def parent_is(pid: int) -> bool:
+    return os.getppid() == pid

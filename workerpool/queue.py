@@ -1,0 +1,159 @@
+"""The producer API (Queue) and the read/admin side of a queue: stats and dead letters."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import redis
+
+from . import protocol
+from .errors import ResultTimeout, TaskFailed
+from .protocol import Keys
+
+ENQUEUE_CHUNK = 1000  # elements per RPUSH in enqueue_many: big enough to amortise, small enough for Redis
+
+
+def connect(url: str, **options: Any) -> redis.Redis:
+    """A Redis client for `url` with timeouts that suit a long-running process."""
+    options.setdefault("socket_connect_timeout", 5)
+    options.setdefault("health_check_interval", 0)
+    return redis.Redis.from_url(url, **options)
+
+
+class Queue:
+    """A producer's handle on one queue.
+
+    >>> q = Queue("emails", redis_url="redis://localhost:6379/0")
+    >>> task_id = q.enqueue({"to": "ada@example.com"})
+    >>> q.result(task_id, timeout=10)
+    """
+
+    def __init__(self, name: str, redis_url: str = "redis://localhost:6379/0",
+                 client: redis.Redis | None = None) -> None:
+        self.name = name
+        self.keys = Keys(name)
+        self._redis = client or connect(redis_url)
+
+    def __repr__(self) -> str:
+        return f"Queue({self.name!r})"  # the URL may carry a password
+
+    def enqueue(self, payload: Any) -> str:
+        """Push one task; return its id."""
+        task_id = protocol.new_task_id()
+        item = protocol.envelope(task_id, protocol.dumps(payload), 0, protocol.now_ms())
+        self._redis.rpush(self.name, item)
+        return task_id
+
+    def enqueue_many(self, payloads: Iterable[Any]) -> list[str]:
+        """Push many tasks with pipelined RPUSHes; return their ids in order."""
+        ids: list[str] = []
+        chunk: list[str] = []
+        pipe = self._redis.pipeline(transaction=False)
+        now = protocol.now_ms()
+        for payload in payloads:
+            task_id = protocol.new_task_id()
+            ids.append(task_id)
+            chunk.append(protocol.envelope(task_id, protocol.dumps(payload), 0, now))
+            if len(chunk) >= ENQUEUE_CHUNK:
+                pipe.rpush(self.name, *chunk)
+                chunk = []
+        if chunk:
+            pipe.rpush(self.name, *chunk)
+        pipe.execute()
+        return ids
+
+    def result(self, task_id: str, timeout: float = 30.0) -> Any:
+        """Wait for the task's result; raise TaskFailed if it was dead-lettered.
+
+        Results are one-element lists, so BLMOVE from the list onto itself blocks until the
+        result exists and reads it without removing it.
+        """
+        key = self.keys.result(task_id)
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise ResultTimeout(f"no result for task {task_id} within {timeout:g} s")
+            raw = self._redis.blmove(key, key, min(left, 1.0), "RIGHT", "LEFT")
+            if raw is not None:
+                return _unpack_result(task_id, raw)
+
+    def backlog(self) -> int:
+        """Tasks waiting in the queue (not yet claimed by a worker)."""
+        return int(self._redis.llen(self.name))
+
+    def stats(self) -> dict[str, Any]:
+        """Counts and live workers of this queue, as every master publishes them."""
+        return read_stats(self._redis, self.keys)
+
+    def dead_letters(self, limit: int = 1000) -> list[dict[str, Any]]:
+        """The first `limit` dead letters (oldest first)."""
+        return [json.loads(e) for e in self._redis.lrange(self.keys.dead, 0, limit - 1)]
+
+    def requeue_dead(self) -> int:
+        """Send every dead letter back to the queue with its attempts reset; return the count."""
+        entries = self._redis.lrange(self.keys.dead, 0, -1)
+        if not entries:
+            return 0
+        items = [protocol.reset_attempts(_dead_item(json.loads(e))) for e in entries]
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.rpush(self.name, *items)
+        pipe.ltrim(self.keys.dead, len(entries), -1)  # new dead letters are appended: keep them
+        pipe.execute()
+        return len(entries)
+
+    def purge_dead(self) -> int:
+        """Delete every dead letter; return how many there were."""
+        pipe = self._redis.pipeline(transaction=True)
+        pipe.llen(self.keys.dead)
+        pipe.delete(self.keys.dead)
+        return int(pipe.execute()[0])
+
+    def close(self) -> None:
+        self._redis.close()
+
+
+def _unpack_result(task_id: str, raw: bytes) -> Any:
+    result = json.loads(raw)
+    if result.get("status") == "dead":
+        raise TaskFailed(task_id, result.get("error", "?"), result.get("attempts", 0))
+    return result.get("value")
+
+
+def _dead_item(entry: dict[str, Any]) -> bytes:
+    if "item_latin1" in entry:  # an element that was not UTF-8, kept byte for byte
+        return str(entry["item_latin1"]).encode("latin-1")
+    return str(entry["item"]).encode("utf-8")
+
+
+def read_stats(r: redis.Redis, keys: Keys) -> dict[str, Any]:
+    """Backlog, in-flight, delayed, dead and the counters, plus the live masters' workers."""
+    now = protocol.now_ms()
+    pipe = r.pipeline(transaction=False)
+    pipe.llen(keys.queue)
+    pipe.zcard(keys.delayed)
+    pipe.llen(keys.dead)
+    pipe.hgetall(keys.stats)
+    pipe.zrangebyscore(keys.alive, now, "+inf")
+    pipe.hgetall(keys.masters)
+    backlog, delayed, dead, counters, alive, masters = pipe.execute()
+    live = {m.decode() for m in alive}
+    workers = [m[2:] for m in live if m.startswith("w:")]
+    pipe = r.pipeline(transaction=False)
+    for w in workers:
+        pipe.llen(keys.processing(w))
+    in_flight = sum(pipe.execute()) if workers else 0
+    published = [json.loads(v) for k, v in masters.items() if f"m:{k.decode()}" in live]
+    return {
+        "queue": keys.queue,
+        "backlog": int(backlog),
+        "in_flight": int(in_flight),
+        "delayed": int(delayed),
+        "dead_lettered": int(dead),
+        **{"processed": 0, "failed": 0, "retried": 0, "dead": 0},
+        **{k.decode(): int(v) for k, v in counters.items()},
+        "masters": published,
+    }

@@ -1,0 +1,275 @@
+"""The WorkerPool spec: fields, defaults and validation, with no I/O.
+
+FIELDS is the one source of truth: the local validator reads it, and so does
+``openapi_schema()``, which the CRD in deploy/ is checked against by a test.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .errors import SpecError
+
+API_VERSION = "workerpool.dev/v1alpha1"
+KIND = "WorkerPool"
+# Above this the per-worker shared-memory table would grow for nothing; no pod has 1,000 cores.
+MAX_WORKERS_LIMIT = 1000
+
+_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_QUEUE = re.compile(r"^[^\s]{1,200}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Field:
+    """One scalar field of spec: its manifest name, type, default and bounds."""
+
+    name: str
+    attr: str
+    kind: str  # "string" | "integer" | "number"
+    default: Any
+    minimum: float | None = None
+    maximum: float | None = None
+    description: str = ""
+
+
+FIELDS: tuple[Field, ...] = (
+    Field("handler", "handler", "string", None, description="module:function called with each payload"),
+    Field("errorHandler", "error_handler", "string", None,
+          description="module:function called as f(payload, error, attempts) after the last attempt"),
+    Field("queue", "queue", "string", None, description="Redis list key; default metadata.name"),
+    Field("minWorkers", "min_workers", "integer", 1, 0, MAX_WORKERS_LIMIT,
+          "permanent workers, always alive"),
+    Field("maxWorkers", "max_workers", "integer", 4, 1, MAX_WORKERS_LIMIT,
+          "permanent + temporary workers at most"),
+    Field("idleTimeoutSeconds", "idle_timeout_s", "number", 10.0, 0.1, 86400,
+          "a temporary worker with no task for this long exits"),
+    Field("maxRetries", "max_retries", "integer", 3, 0, 1000,
+          "further attempts after the first failure"),
+    Field("taskTimeoutSeconds", "task_timeout_s", "number", 300.0, 0, 86400 * 7,
+          "a task running longer is stopped and counts as a failed attempt; 0 = no limit"),
+    Field("retryDelaySeconds", "retry_delay_s", "number", 1.0, 0, 86400,
+          "delay before the first retry; doubles on each later one, with jitter"),
+    Field("retryDelayMaxSeconds", "retry_delay_max_s", "number", 300.0, 0, 86400 * 7,
+          "upper bound of the retry delay"),
+    Field("resultTtlSeconds", "result_ttl_s", "integer", 3600, 0, 86400 * 365,
+          "how long a result is kept in Redis; 0 = results are not stored"),
+    Field("maxTasksPerWorker", "max_tasks_per_worker", "integer", 0, 0, 10**9,
+          "a worker is replaced after this many tasks; 0 = never"),
+    Field("maxMemoryMiB", "max_memory_mib", "integer", 0, 0, 10**6,
+          "a worker whose private memory exceeds this is replaced after its task; 0 = never"),
+    Field("scaleUpBacklog", "scale_up_backlog", "integer", 1, 1, 10**6,
+          "fork one temporary worker per this many waiting tasks that idle workers cannot take"),
+    Field("prefetch", "prefetch", "integer", 16, 1, 1000,
+          "most tasks a worker claims in one round trip when the backlog is deep"),
+    Field("shutdownGraceSeconds", "shutdown_grace_s", "number", 30.0, 0, 86400,
+          "on stop, how long workers may finish their current task before they are killed"),
+)
+_BY_NAME = {f.name: f for f in FIELDS}
+_REDIS_FIELDS = ("url", "urlFrom")
+
+
+@dataclass(frozen=True, slots=True)
+class SecretKeyRef:
+    """Where the operator reads the Redis URL from: a key of a Secret."""
+
+    name: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSpec:
+    """A validated WorkerPool: what the master needs to run one pool."""
+
+    name: str
+    handler: str
+    queue: str
+    error_handler: str | None = None
+    redis_url: str | None = field(default=None, repr=False)  # may carry a password
+    redis_url_from: SecretKeyRef | None = None
+    min_workers: int = 1
+    max_workers: int = 4
+    idle_timeout_s: float = 10.0
+    max_retries: int = 3
+    task_timeout_s: float = 300.0
+    retry_delay_s: float = 1.0
+    retry_delay_max_s: float = 300.0
+    result_ttl_s: int = 3600
+    max_tasks_per_worker: int = 0
+    max_memory_mib: int = 0
+    scale_up_backlog: int = 1
+    prefetch: int = 16
+    shutdown_grace_s: float = 30.0
+
+    def with_redis_url(self, url: str | None) -> PoolSpec:
+        """A copy whose Redis URL is `url` (a flag or the environment overrides the file)."""
+        if not url:
+            return self
+        return replace(self, redis_url=_check_redis_url("--redis-url", url))
+
+    def retry_delay(self, attempt: int, jitter: float) -> float:
+        """Seconds before retry number `attempt` (1-based); `jitter` in [0, 1)."""
+        base = self.retry_delay_s * (2 ** min(attempt - 1, 60))
+        return min(self.retry_delay_max_s, base) * (0.5 + 0.5 * jitter)
+
+
+def parse_manifest(doc: Any, where: str = "") -> PoolSpec:
+    """Validate one WorkerPool document (a dict from YAML) and return its PoolSpec."""
+    prefix = f"{where}: " if where else ""
+    try:
+        return _parse(doc)
+    except SpecError as e:
+        if prefix:
+            raise SpecError(prefix + e.field, e.value, e.allowed) from None
+        raise
+
+
+def _parse(doc: Any) -> PoolSpec:
+    if not isinstance(doc, Mapping):
+        raise SpecError("(document)", _short(doc), "a WorkerPool manifest must be a mapping")
+    _no_unknown(doc, ("apiVersion", "kind", "metadata", "spec", "status"), "")
+    if doc.get("apiVersion") != API_VERSION:
+        raise SpecError("apiVersion", doc.get("apiVersion"), f"must be {API_VERSION!r}")
+    if doc.get("kind") != KIND:
+        raise SpecError("kind", doc.get("kind"), f"must be {KIND!r}")
+    name = _metadata_name(doc.get("metadata"))
+    spec = doc.get("spec")
+    if not isinstance(spec, Mapping):
+        raise SpecError("spec", _short(spec), "a mapping with at least spec.handler")
+    return parse_spec(name, spec)
+
+
+def _metadata_name(meta: Any) -> str:
+    if not isinstance(meta, Mapping) or "name" not in meta:
+        raise SpecError("metadata.name", None, "required")
+    name = meta["name"]
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise SpecError("metadata.name", name, "a DNS-1123 name: lower-case letters, digits, '-' and '.'")
+    return name
+
+
+def parse_spec(name: str, spec: Mapping[str, Any]) -> PoolSpec:
+    """Validate the `spec` mapping of a WorkerPool named `name`."""
+    _no_unknown(spec, (*_BY_NAME, "redis"), "spec.")
+    values: dict[str, Any] = {"name": name}
+    for f in FIELDS:
+        raw = spec.get(f.name, f.default)
+        if raw is None:
+            continue
+        values[f.attr] = _check_scalar(f, raw)
+    if "handler" not in values:
+        raise SpecError("spec.handler", None, "required: 'module:function', the task handler")
+    for attr, fname in (("handler", "handler"), ("error_handler", "errorHandler")):
+        if attr in values and not _REF.match(values[attr]):
+            raise SpecError(f"spec.{fname}", values[attr], "a 'module:function' reference")
+    values.setdefault("queue", name)
+    if not _QUEUE.match(values["queue"]):
+        raise SpecError("spec.queue", values["queue"], "1 to 200 characters without spaces")
+    values.update(_parse_redis(spec.get("redis")))
+    _check_cross_fields(values)
+    return PoolSpec(**values)
+
+
+def _check_scalar(f: Field, raw: Any) -> Any:
+    path = f"spec.{f.name}"
+    if f.kind == "string":
+        if not isinstance(raw, str) or not raw:
+            raise SpecError(path, raw, "a non-empty string")
+        return raw
+    ok_types: tuple[type, ...] = (int,) if f.kind == "integer" else (int, float)
+    if isinstance(raw, bool) or not isinstance(raw, ok_types) or not math.isfinite(raw):
+        raise SpecError(path, raw, f"an {f.kind} from {_num(f.minimum)} to {_num(f.maximum)}"
+                        if f.kind == "integer" else
+                        f"a number from {_num(f.minimum)} to {_num(f.maximum)}")
+    if (f.minimum is not None and raw < f.minimum) or (f.maximum is not None and raw > f.maximum):
+        raise SpecError(path, raw, f"must be from {_num(f.minimum)} to {_num(f.maximum)}")
+    return float(raw) if f.kind == "number" else raw
+
+
+def _parse_redis(redis: Any) -> dict[str, Any]:
+    if redis is None:
+        return {}
+    if not isinstance(redis, Mapping):
+        raise SpecError("spec.redis", _short(redis), "a mapping with url or urlFrom")
+    _no_unknown(redis, _REDIS_FIELDS, "spec.redis.")
+    if "url" in redis and "urlFrom" in redis:
+        raise SpecError("spec.redis", "url and urlFrom", "give one of url or urlFrom, not both")
+    out: dict[str, Any] = {}
+    if "url" in redis:
+        out["redis_url"] = _check_redis_url("spec.redis.url", redis["url"])
+    if "urlFrom" in redis:
+        out["redis_url_from"] = _secret_ref(redis["urlFrom"])
+    return out
+
+
+def _secret_ref(raw: Any) -> SecretKeyRef:
+    path = "spec.redis.urlFrom"
+    if not isinstance(raw, Mapping):
+        raise SpecError(path, _short(raw), "a mapping with secretKeyRef")
+    _no_unknown(raw, ("secretKeyRef",), path + ".")
+    ref = raw.get("secretKeyRef")
+    if not isinstance(ref, Mapping):
+        raise SpecError(path + ".secretKeyRef", _short(ref), "a mapping with name and key")
+    _no_unknown(ref, ("name", "key"), path + ".secretKeyRef.")
+    for k in ("name", "key"):
+        if not isinstance(ref.get(k), str) or not ref.get(k):
+            raise SpecError(f"{path}.secretKeyRef.{k}", ref.get(k), "a non-empty string")
+    return SecretKeyRef(name=ref["name"], key=ref["key"])
+
+
+def _check_redis_url(path: str, url: Any) -> str:
+    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
+        shown = redact_url(url) if isinstance(url, str) else url
+        raise SpecError(path, shown, "a URL starting with redis://, rediss:// or unix://")
+    return url
+
+
+def _check_cross_fields(v: Mapping[str, Any]) -> None:
+    lo, hi = v.get("min_workers", 1), v.get("max_workers", 4)
+    if lo > hi:
+        raise SpecError("spec.minWorkers", lo, f"must not exceed spec.maxWorkers ({hi})")
+    if v.get("retry_delay_s", 1.0) > v.get("retry_delay_max_s", 300.0):
+        raise SpecError("spec.retryDelaySeconds", v.get("retry_delay_s"),
+                        f"must not exceed spec.retryDelayMaxSeconds ({v.get('retry_delay_max_s')})")
+
+
+def _no_unknown(m: Mapping[str, Any], allowed: tuple[str, ...] | Mapping[str, Any], path: str) -> None:
+    for key in m:
+        if key not in allowed:
+            raise SpecError(f"{path}{key}", m[key] if not isinstance(m[key], Mapping) else "{...}",
+                            "unknown field; allowed: " + ", ".join(sorted(allowed)))
+
+
+def _num(x: float | None) -> str:
+    if x is None:
+        return "any"
+    return str(int(x)) if float(x).is_integer() else str(x)
+
+
+def _short(value: Any) -> Any:
+    text = repr(value)
+    return value if len(text) <= 60 else text[:57] + "..."
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by '***', safe for logs and status."""
+    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+
+
+def openapi_schema() -> dict[str, Any]:
+    """The CRD's `spec` schema, generated from FIELDS (deploy/crd.yaml is tested against it)."""
+    props: dict[str, Any] = {}
+    for f in FIELDS:
+        p: dict[str, Any] = {"type": f.kind, "description": f.description}
+        if f.default is not None:
+            p["default"] = f.default
+        if f.minimum is not None:
+            p["minimum"] = f.minimum
+        if f.maximum is not None:
+            p["maximum"] = f.maximum
+        props[f.name] = p
+    return {"type": "object", "required": ["handler"], "properties": props}

@@ -1,0 +1,279 @@
+"""The worker process: claim → handle → record the outcome, until told to stop or idle.
+
+One Redis round trip per batch while busy: ACK_CLAIM records the finished tasks and claims the
+next ones. When the queue is empty the worker blocks in BLMOVE (no polling).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+import redis
+
+from .. import logs, protocol
+from ..errors import TaskTimeout
+from ..process import ExitCode, parent_is
+from ..protocol import Keys, Task
+from ..queue import connect
+from ..slots import SlotWriter
+from ..spec import PoolSpec
+from . import outcome
+from .outcome import Outcome
+
+IDLE_WAKE_S = 1.0  # a blocked worker wakes this often to check on its master
+REDIS_BACKOFF_MAX_S = 5.0
+MEMORY_CHECK_INTERVAL_S = 0.5
+
+
+class _Stop(BaseException):
+    """Raised by SIGTERM while the worker is blocked waiting for a task."""
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """Everything a forked worker needs, built by the master before the fork."""
+
+    spec: PoolSpec
+    role: str  # "permanent" | "temporary"
+    worker_id: str
+    master_pid: int
+    slot: SlotWriter
+    handler: Callable[..., Any]
+    error_handler: Callable[..., Any] | None
+
+
+class Worker:
+    """Serves tasks from one queue; `run()` returns the reason it stopped."""
+
+    def __init__(self, config: WorkerConfig, redis_url: str) -> None:
+        self.cfg = config
+        self.spec = config.spec
+        self.keys = Keys(config.spec.queue)
+        self.processing = self.keys.processing(config.worker_id)
+        # blocking reads last up to IDLE_WAKE_S; anything far longer means Redis is gone
+        self.redis = connect(redis_url, socket_timeout=IDLE_WAKE_S + 10)
+        self.ack_claim = self.redis.register_script(protocol.ACK_CLAIM)
+        self.in_hand: deque[bytes] = deque()
+        self.pending: list[Outcome] = []
+        self.stopping = False
+        self.blocked = False
+        self.in_handler = False
+        self.served = 0
+        self.backlog = -1
+        self.oldest_pending = 0.0
+        self.next_memory_check = 0.0
+
+    # --- signals ------------------------------------------------------------------------
+
+    def install_signals(self) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the master's to coordinate
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGALRM, self._on_alarm)
+
+    def _on_term(self, signum: int, frame: FrameType | None) -> None:
+        self.stopping = True
+        if self.blocked:
+            raise _Stop
+
+    def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
+        if self.in_handler:
+            raise TaskTimeout(f"exceeded taskTimeoutSeconds={self.spec.task_timeout_s:g}")
+
+    # --- main loop ----------------------------------------------------------------------
+
+    def run(self) -> ExitCode:
+        """Serve until told to stop, idle too long (temporary), recycled or orphaned."""
+        code = ExitCode.OK
+        idle_since = time.monotonic()
+        while not self.stopping:
+            if not self.in_hand:
+                code_or_none = self._wait_for_task(idle_since)
+                if code_or_none is not None:
+                    code = code_or_none
+                    break
+                if not self.in_hand:
+                    continue
+            self._serve_next()
+            if not self.in_hand or time.monotonic() - self.oldest_pending >= protocol.ACK_FLUSH_INTERVAL_S:
+                self._flush(claim=not self.stopping)
+            idle_since = time.monotonic()
+            recycle = self._recycle_reason()
+            if recycle:
+                logs.event("worker recycling", reason=recycle, served=self.served)
+                code = ExitCode.RECYCLED
+                break
+        self._flush(claim=False, release=True)
+        return code
+
+    def _wait_for_task(self, idle_since: float) -> ExitCode | None:
+        """Block for one task; return an exit code when the worker should stop instead."""
+        if not parent_is(self.cfg.master_pid):
+            return ExitCode.ORPHANED
+        timeout = IDLE_WAKE_S
+        if self.cfg.role == "temporary":
+            left = self.spec.idle_timeout_s - (time.monotonic() - idle_since)
+            if left <= 0:
+                return ExitCode.IDLE
+            timeout = min(timeout, left)
+        item = self._redis(self._blmove, timeout)
+        if item is not None:
+            self.in_hand.append(item)
+        return None
+
+    def _blmove(self, timeout: float) -> bytes | None:
+        self.blocked = True
+        try:
+            if self.stopping:
+                return None
+            return self.redis.blmove(self.spec.queue, self.processing, timeout, "LEFT", "RIGHT")
+        except _Stop:
+            # the reply may be lost mid-read: drop the connection; a claimed task stays in our
+            # processing list and goes back to the queue with the final release
+            self.redis.connection_pool.disconnect()
+            return None
+        finally:
+            self.blocked = False
+
+    # --- one task -----------------------------------------------------------------------
+
+    def _serve_next(self) -> None:
+        item = self.in_hand.popleft()
+        if not self.pending:
+            self.oldest_pending = time.monotonic()
+        self.cfg.slot.begin(len(self.pending), len(self.in_hand))
+        try:
+            self.pending.append(self._serve(item))
+        finally:
+            self.cfg.slot.end(len(self.in_hand))
+        self.served += 1
+
+    def _serve(self, item: bytes) -> Outcome:
+        try:
+            task = protocol.decode_item(item)
+        except protocol.BadItem as e:
+            logs.event("task dead-lettered", level=logging.ERROR, id="-", error=str(e))
+            return outcome.dead(None, item, 1, f"BadItem: {e}", "", self.spec)
+        attempt = task.attempts + 1
+        if attempt > self.spec.max_retries + 1:  # its earlier attempts killed their workers
+            error = f"WorkerLost: the worker died during each of {task.attempts} attempt(s)"
+            return self._dead_letter(task, task.attempts, error, "")
+        logs.event("task started", id=task.task_id or "-", attempt=attempt)
+        started = time.monotonic()
+        try:
+            value = self._call_handler(task.payload)
+            done = outcome.ok(task, value, self.spec)
+        except BaseException as e:  # noqa: BLE001 - a handler's failure of any kind is an attempt
+            return self._failed(task, attempt, e)
+        logs.event("task finished", id=task.task_id or "-",
+                   ms=round((time.monotonic() - started) * 1000, 1), backlog=self.backlog)
+        return done
+
+    def _call_handler(self, payload: Any) -> Any:
+        timeout = self.spec.task_timeout_s
+        if timeout:
+            signal.setitimer(signal.ITIMER_REAL, timeout)
+        self.in_handler = True
+        try:
+            return self.cfg.handler(payload)
+        finally:
+            self.in_handler = False
+            if timeout:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def _failed(self, task: Task, attempt: int, exc: BaseException) -> Outcome:
+        error = f"{type(exc).__name__}: {exc}"
+        trace = "".join(traceback.format_exception(exc))
+        if attempt <= self.spec.max_retries:
+            logs.event("task retry", level=logging.WARNING, id=task.task_id or "-",
+                       attempt=attempt, error=error)
+            return outcome.retry(task, attempt, self.spec)
+        return self._dead_letter(task, attempt, error, trace)
+
+    def _dead_letter(self, task: Task, attempts: int, error: str, trace: str) -> Outcome:
+        logs.event("task dead-lettered", level=logging.ERROR, id=task.task_id or "-",
+                   attempts=attempts, error=error)
+        outcome.call_error_handler(self.cfg.error_handler, task.payload, error, attempts,
+                                   task.task_id)
+        return outcome.dead(task, task.item, attempts, error, trace, self.spec)
+
+    # --- Redis --------------------------------------------------------------------------
+
+    def _flush(self, claim: bool, release: bool = False) -> None:
+        """Record pending outcomes and claim more: one round trip (ACK_CLAIM)."""
+        if not self.pending and not claim and not release:
+            return
+        args: list[Any] = [self.spec.prefetch if claim else 0, self.keys.result_prefix,
+                           self.spec.result_ttl_s * 1000, 1 if release else 0]
+        for out in self.pending:
+            args.extend(out)
+        keys = [self.spec.queue, self.processing, self.keys.stats, self.keys.delayed,
+                self.keys.dead]
+        reply = self._redis(self.ack_claim, keys, args, stop_on_shutdown=False)
+        self.pending = []
+        if reply is None:
+            return
+        self.backlog = int(reply[0])
+        self.in_hand.extend(reply[1:])
+        self.cfg.slot.hold(len(self.in_hand))
+
+    def _redis(self, fn: Callable[..., Any], *args: Any, stop_on_shutdown: bool = True) -> Any:
+        """Call Redis, riding out an outage with capped exponential backoff."""
+        delay = 0.1
+        failures = 0
+        while True:
+            try:
+                return fn(*args)
+            except (redis.ConnectionError, redis.TimeoutError) as e:
+                failures += 1
+                if failures == 1 or failures % 10 == 0:
+                    logs.event("redis unavailable, retrying", level=logging.WARNING,
+                               error=str(e), retry_in_s=round(delay, 2))
+                if (self.stopping and stop_on_shutdown) or not parent_is(self.cfg.master_pid):
+                    return None
+                time.sleep(delay)  # backoff between reconnects, not synchronisation
+                delay = min(delay * 2, REDIS_BACKOFF_MAX_S)
+
+    # --- recycling ----------------------------------------------------------------------
+
+    def _recycle_reason(self) -> str | None:
+        if self.spec.max_tasks_per_worker and self.served >= self.spec.max_tasks_per_worker:
+            return f"served {self.served} tasks (maxTasksPerWorker)"
+        if self.spec.max_memory_mib and time.monotonic() >= self.next_memory_check:
+            self.next_memory_check = time.monotonic() + MEMORY_CHECK_INTERVAL_S
+            mib = private_memory_mib()
+            if mib > self.spec.max_memory_mib:
+                return f"private memory {mib:.1f} MiB > maxMemoryMiB={self.spec.max_memory_mib}"
+        return None
+
+
+def private_memory_mib() -> float:
+    """This process's private (unshared) memory in MiB, from /proc/self/smaps_rollup."""
+    total_kib = 0
+    with open("/proc/self/smaps_rollup", "rb") as f:
+        for line in f:
+            if line.startswith((b"Private_Clean:", b"Private_Dirty:")):
+                total_kib += int(line.split()[1])
+    return total_kib / 1024
+
+
+def run_worker(config: WorkerConfig, redis_url: str) -> int:
+    """Entry point in a freshly forked child; returns the process exit code."""
+    worker = Worker(config, redis_url)
+    worker.install_signals()
+    logs.event("worker started", queue=config.spec.queue)
+    try:
+        code = worker.run()
+    finally:
+        worker.redis.close()
+    logs.event("worker exiting", reason=ExitCode.describe(int(code)), served=worker.served)
+    return int(code)
+
