@@ -36,6 +36,7 @@ def find_redis_server() -> str:
 def _free_port(preferred: int) -> int:
     for port in (preferred, 0):
         with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT is no conflict
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:

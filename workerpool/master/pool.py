@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import random
+import re
 import signal
 import socket
 import time
@@ -28,6 +29,7 @@ from .scaling import Bounds, Decision, Observed, decide
 HARD_KILL_GRACE_S = 5.0  # past taskTimeoutSeconds + this, a worker whose alarm did not work is killed
 CRASH_WINDOW_S = 10.0  # a worker that dies younger than this counts toward a crash loop
 CRASH_BACKOFF_MAX_S = 30.0
+ORPHAN_SWEEP_INTERVAL_S = 30.0  # how often processing lists with no live owner are looked for
 _SIZE_FIELDS = ("min_workers", "max_workers", "scale_up_backlog")
 
 
@@ -52,6 +54,7 @@ class Upkeep:
     redis_ok: bool = True
     failures: int = 0
     next_heartbeat: float = 0.0
+    next_sweep: float = 0.0
     recoveries: list[tuple[str, int]] = field(default_factory=list)
 
 
@@ -96,6 +99,7 @@ class Pool:
             self._child_main(config)
         child = Child(pid, role, worker_id, slot, time.monotonic())
         self.children[pid] = child
+        self.upkeep.next_heartbeat = 0.0  # publish the new numbers on the next tick
         logs.event("worker forked", role=role, worker=pid,
                    fork_ms=round((time.perf_counter() - began) * 1000, 2))
         return child
@@ -134,6 +138,7 @@ class Pool:
     def on_exit(self, pid: int, status: int) -> bool:
         """A child was reaped: log, queue its tasks for recovery; True if it could not boot."""
         child = self.children.pop(pid)
+        self.upkeep.next_heartbeat = 0.0
         seen = self.slots.read(child.slot)
         self.slots.release(child.slot)
         clean = status >= 0 and status in CLEAN_EXITS
@@ -212,6 +217,9 @@ class Pool:
             if now >= self.upkeep.next_heartbeat:
                 self.heartbeat()
                 self.upkeep.next_heartbeat = now + protocol.HEARTBEAT_INTERVAL_S
+            if now >= self.upkeep.next_sweep:
+                self.sweep_orphans()
+                self.upkeep.next_sweep = now + ORPHAN_SWEEP_INTERVAL_S
             self._recover_pending()
             self._redis_ok()
         except (redis.ConnectionError, redis.TimeoutError) as e:
@@ -245,6 +253,19 @@ class Pool:
         expired = pipe.execute()[2]
         for member in expired:
             self._recover_expired(member.decode())
+
+    def sweep_orphans(self) -> None:
+        """Recover processing lists whose worker is in no master's heartbeats at all.
+
+        The safety net behind heartbeat expiry: whatever left a list behind (a crash at the
+        worst moment, a flushed heartbeat set), its tasks go back to the queue.
+        """
+        prefix = self.keys.processing("")
+        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"  # queue names may hold glob characters
+        for key in self.redis.scan_iter(match=pattern, count=500):
+            worker_id = key.decode()[len(prefix):]
+            if self.redis.zscore(self.keys.alive, f"w:{worker_id}") is None:
+                self._recover_expired(f"w:{worker_id}")
 
     def _recover_expired(self, member: str) -> None:
         kind, _, ident = member.partition(":")

@@ -90,9 +90,16 @@ class Worker:
 
     # --- main loop ----------------------------------------------------------------------
 
+    def register(self) -> None:
+        """Enter Keys.alive before claiming anything, so a master that finds this worker's
+        tasks orphaned (its own master was killed) knows whose they were."""
+        deadline = protocol.now_ms() + int(protocol.HEARTBEAT_TTL_S * 1000)
+        self._redis(self.redis.zadd, self.keys.alive, {f"w:{self.cfg.worker_id}": deadline})
+
     def run(self) -> ExitCode:
         """Serve until told to stop, idle too long (temporary), recycled or orphaned."""
         code = ExitCode.OK
+        self.register()
         idle_since = time.monotonic()
         while not self.stopping:
             if not self.in_hand:
@@ -174,7 +181,8 @@ class Worker:
         except BaseException as e:  # noqa: BLE001 - a handler's failure of any kind is an attempt
             return self._failed(task, attempt, e)
         logs.event("task finished", id=task.task_id or "-",
-                   ms=round((time.monotonic() - started) * 1000, 1), backlog=self.backlog)
+                   ms=round((time.monotonic() - started) * 1000, 1),
+                   backlog=self.backlog if self.backlog >= 0 else "?")
         return done
 
     def _call_handler(self, payload: Any) -> Any:

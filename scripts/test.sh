@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The whole test suite from a fresh machine: installs what the tests need, then runs pytest.
+# Usage: bash scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! command -v redis-server >/dev/null; then
+  echo "== installing redis-server (Debian package)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq redis-server >/dev/null
+fi
+
+echo "== installing workerpool with its test dependencies"
+python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+
+if [ -f .ci/build-k8s.sh ]; then
+  echo "== kube-apiserver, etcd, kubectl for the operator tests (cached after the first build)"
+  bash .ci/build-k8s.sh
+fi
+
+echo "== pytest"
+exec python3 -m pytest "$@"

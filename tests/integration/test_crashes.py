@@ -1,0 +1,85 @@
+"""kill -9 of a worker or of the master loses no task; orphans do not survive the master."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import psutil
+
+from helpers import manifest, wait_until
+from workerpool import Queue
+
+
+def served(r, tag):
+    return [json.loads(x)["n"] for x in r.lrange(f"served:{tag}", 0, -1)]
+
+
+def test_kill9_of_a_busy_worker_loses_nothing(start_pool, redis_url, r):
+    pool = start_pool(manifest("k9w", handler="handlers:record", minWorkers=2, maxWorkers=2,
+                               prefetch=1))
+    q = Queue("k9w", redis_url=redis_url)
+    q.enqueue_many({"s": 0.3, "n": n, "tag": "k9w"} for n in range(10))
+    victim = wait_until(lambda: next((w for w in pool.workers() if _busy(q, w.pid)), None), 10,
+                        what="a busy worker")
+    victim.kill()
+    wait_until(lambda: sorted(set(served(r, "k9w"))) == list(range(10)), 30,
+               what="every task served despite the kill")
+    assert "returned tasks to the queue" in pool.log()
+
+
+def _busy(q, pid):
+    for m in q.stats()["masters"]:
+        if any(w["pid"] == pid and w["busy"] for w in m["workers"]):
+            return True
+    return False
+
+
+def test_kill9_of_the_master_workers_exit_and_tasks_are_served_by_the_next(start_pool, redis_url, r):
+    doc = manifest("k9m", handler="handlers:record", minWorkers=3, maxWorkers=3, prefetch=1)
+    first = start_pool(doc)
+    first.wait_workers(3, 0)
+    q = Queue("k9m", redis_url=redis_url)
+    q.enqueue_many({"s": 1.0, "n": n, "tag": "k9m"} for n in range(6))
+    wait_until(lambda: sum(r.llen(k) for k in r.keys("k9m:wp:processing:*")) == 3, 10,
+               what="3 tasks in hand")
+    workers = first.workers()
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait(5)
+    # no orphans: every worker dies with its master (PR_SET_PDEATHSIG), well within 2 s
+    wait_until(lambda: not any(_alive(w) for w in workers), 2, what="workers to die with the master")
+    second = start_pool(doc)
+    wait_until(lambda: sorted(set(served(r, "k9m"))) == list(range(6)), 30,
+               what="the next master to serve every task")
+    assert "recovered tasks of a vanished worker" in second.log()
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_kill9_storm_during_a_batched_drain_loses_nothing(start_pool, redis_url, r):
+    """Batch claims (prefetch) under repeated kill -9: every task served, duplicates counted."""
+    pool = start_pool(manifest("storm", handler="handlers:record", minWorkers=2, maxWorkers=2,
+                               prefetch=16), "--log-level", "WARNING")
+    pool.wait_workers(2, 0)
+    q = Queue("storm", redis_url=redis_url)
+    total = 3000
+    q.enqueue_many({"n": n, "tag": "storm", "s": 0.001} for n in range(total))
+    kills = 0
+    for _ in range(6):
+        wait_until(lambda: pool.count() == 2, 10, what="2 workers")
+        victim = pool.workers()[0]
+        before = r.llen("served:storm")
+        wait_until(lambda: r.llen("served:storm") > before + 100 or q.backlog() == 0, 15,
+                   what="progress before the next kill")
+        victim.kill()
+        kills += 1
+    wait_until(lambda: len(set(served(r, "storm"))) == total, 60, what="every task served")
+    assert q.stats()["dead_lettered"] == 0
+    duplicates = r.llen("served:storm") - total
+    print(f"kills={kills} duplicates={duplicates}")
+    assert duplicates <= kills * 17  # at most what the killed workers held

@@ -1,0 +1,72 @@
+"""Permanent workers stay at minWorkers; a backlog forks temporaries up to max; idle ones exit."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+from helpers import manifest, wait_until
+from workerpool import Queue
+
+
+def test_burst_scales_to_max_then_back_to_min(start_pool, redis_url):
+    pool = start_pool(manifest("burst", handler="handlers:record", minWorkers=3, maxWorkers=10,
+                               idleTimeoutSeconds=1, prefetch=1))
+    pool.wait_workers(3, 0)
+    permanent_pids = {w.pid for w in pool.workers("permanent")}
+    q = Queue("burst", redis_url=redis_url)
+    q.enqueue_many({"s": 0.05, "n": n} for n in range(300))
+    pool.wait_workers(3, 7, timeout=5)
+    assert pool.count("permanent") == 3  # permanent workers never exceed minWorkers
+    wait_until(lambda: q.stats()["processed"] == 300, 30, what="all 300 tasks served")
+    drained = time.monotonic()
+    pool.wait_workers(3, 0, timeout=10)
+    assert time.monotonic() - drained < 1 + 5  # idleTimeoutSeconds plus slack on a loaded box
+    assert {w.pid for w in pool.workers("permanent")} == permanent_pids  # they never left
+    assert "reason=idle" in pool.log()
+
+
+def test_crashed_permanent_worker_is_replaced(start_pool):
+    pool = start_pool(manifest("replace", handler="handlers:echo", minWorkers=2, maxWorkers=2))
+    pool.wait_workers(2, 0)
+    victim = pool.workers()[0]
+    victim.kill()
+    wait_until(lambda: victim.pid not in {w.pid for w in pool.workers()} and pool.count() == 2,
+               10, what="a replacement worker")
+    assert "killed by SIGKILL" in pool.log()
+
+
+def test_sighup_applies_new_sizes(start_pool):
+    doc = manifest("resize", handler="handlers:echo", minWorkers=2, maxWorkers=6)
+    pool = start_pool(doc)
+    pool.wait_workers(2, 0)
+    doc["spec"]["minWorkers"] = 4
+    pool.write(doc)
+    pool.signal(signal.SIGHUP)
+    pool.wait_workers(4, 0)
+    doc["spec"]["minWorkers"] = 1
+    pool.write(doc)
+    pool.signal(signal.SIGHUP)
+    pool.wait_workers(1, 0)
+
+
+def test_sighup_with_a_bad_file_keeps_running(start_pool):
+    doc = manifest("badhup", handler="handlers:echo", minWorkers=2, maxWorkers=2)
+    pool = start_pool(doc)
+    pool.wait_workers(2, 0)
+    doc["spec"]["minWorkers"] = 5
+    pool.write(doc)
+    pool.signal(signal.SIGHUP)
+    wait_until(lambda: "reload failed" in pool.log(), 5, what="the reload error in the log")
+    assert "spec.minWorkers" in pool.log()
+    assert pool.count() == 2 and pool.proc.poll() is None
+
+
+def test_recycled_after_max_tasks(start_pool, redis_url):
+    pool = start_pool(manifest("recycle", handler="handlers:echo", minWorkers=1, maxWorkers=1,
+                               maxTasksPerWorker=5, prefetch=1))
+    q = Queue("recycle", redis_url=redis_url)
+    ids = q.enqueue_many(range(12))
+    assert [q.result(i, timeout=20) for i in ids] == list(range(12))
+    wait_until(lambda: pool.log().count("reason=recycled") >= 4, 10, what="recycled exits")
+    pool.wait_workers(1, 0)
