@@ -105,3 +105,11 @@ def test_any_spec_is_accepted_or_refused_with_a_spec_error(spec):
         assert e.field.startswith(("spec.", "metadata."))
         return
     assert 0 <= parsed.min_workers <= parsed.max_workers
+
+
+def test_readme_documents_every_field():
+    from helpers import ROOT
+
+    readme = (ROOT / "README.md").read_text()
+    for f in FIELDS:
+        assert f"| `{f.name}` |" in readme, f"README's field table lacks {f.name}"
