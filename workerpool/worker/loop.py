@@ -29,6 +29,9 @@ from . import outcome
 from .outcome import Outcome
 
 IDLE_WAKE_S = 1.0  # a blocked worker wakes this often to check on its master
+# Redis turns a blocking timeout into whole milliseconds, and 0 means "block forever":
+# never ask for less than this.
+MIN_BLOCK_S = 0.01
 REDIS_BACKOFF_MAX_S = 5.0
 MEMORY_CHECK_INTERVAL_S = 0.5
 
@@ -128,7 +131,7 @@ class Worker:
         timeout = IDLE_WAKE_S
         if self.cfg.role == "temporary":
             left = self.spec.idle_timeout_s - (time.monotonic() - idle_since)
-            if left <= 0:
+            if left < MIN_BLOCK_S:
                 return ExitCode.IDLE
             timeout = min(timeout, left)
         item = self._redis(self._blmove, timeout)
