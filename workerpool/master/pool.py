@@ -90,10 +90,10 @@ class Pool:
         """Fork one worker; the child never returns from here."""
         slot = self.slots.acquire()
         worker_id = f"{self.master_id}.{len(self.children)}.{slot}.{random.getrandbits(24):06x}"
-        config = WorkerConfig(self.spec, role, worker_id, self.master_pid,
-                              self.slots.writer(slot), self.handler, self.error_handler)
         gc.freeze()  # keep the master's objects out of the children's collections: pages stay shared
         began = time.perf_counter()
+        config = WorkerConfig(self.spec, role, worker_id, self.master_pid,
+                              self.slots.writer(slot), self.handler, self.error_handler, began)
         pid = os.fork()
         if pid == 0:
             self._child_main(config)

@@ -51,6 +51,7 @@ class WorkerConfig:
     slot: SlotWriter
     handler: Callable[..., Any]
     error_handler: Callable[..., Any] | None
+    forked_at: float = 0.0  # time.perf_counter() in the master just before the fork
 
 
 class Worker:
@@ -102,7 +103,6 @@ class Worker:
     def run(self) -> ExitCode:
         """Serve until told to stop, idle too long (temporary), recycled or orphaned."""
         code = ExitCode.OK
-        self.register()
         idle_since = time.monotonic()
         while not self.stopping:
             if not self.in_hand:
@@ -280,8 +280,10 @@ def run_worker(config: WorkerConfig, redis_url: str) -> int:
     """Entry point in a freshly forked child; returns the process exit code."""
     worker = Worker(config, redis_url)
     worker.install_signals()
-    logs.event("worker started", queue=config.spec.queue)
     try:
+        worker.register()
+        logs.event("worker ready", queue=config.spec.queue,
+                   boot_ms=round((time.perf_counter() - config.forked_at) * 1000, 2))
         code = worker.run()
     finally:
         worker.redis.close()
