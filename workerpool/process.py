@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import enum
+import functools
 import os
 import signal
 
@@ -43,12 +44,16 @@ def set_title(title: str) -> None:
     setproctitle.setproctitle(f"workerpool: {title}")
 
 
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    # find_library may run `ldconfig -p`: resolve once, in the master, before any fork
+    name = ctypes.util.find_library("c")
+    return ctypes.CDLL(name, use_errno=True) if name else None
+
+
 def _prctl(option: int, arg: int) -> bool:
-    libc_name = ctypes.util.find_library("c")
-    if not libc_name:
-        return False
-    libc = ctypes.CDLL(libc_name, use_errno=True)
-    return int(libc.prctl(option, arg, 0, 0, 0)) == 0
+    libc = _libc()
+    return libc is not None and int(libc.prctl(option, arg, 0, 0, 0)) == 0
 
 
 def die_with_parent(sig: signal.Signals = signal.SIGKILL) -> None:

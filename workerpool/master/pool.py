@@ -22,7 +22,7 @@ from ..protocol import Keys
 from ..queue import connect
 from ..slots import SlotTable
 from ..spec import PoolSpec
-from ..worker import WorkerConfig, run_worker
+from ..worker import Worker, WorkerConfig, run_worker
 from ..worker.handler import load
 from .scaling import Bounds, Decision, Observed, decide
 
@@ -90,13 +90,14 @@ class Pool:
         """Fork one worker; the child never returns from here."""
         slot = self.slots.acquire()
         worker_id = f"{self.master_id}.{len(self.children)}.{slot}.{random.getrandbits(24):06x}"
-        gc.freeze()  # keep the master's objects out of the children's collections: pages stay shared
         began = time.perf_counter()
         config = WorkerConfig(self.spec, role, worker_id, self.master_pid,
                               self.slots.writer(slot), self.handler, self.error_handler, began)
+        worker = Worker(config, self.redis_url)
+        gc.freeze()  # keep the master's objects out of the children's collections: pages stay shared
         pid = os.fork()
         if pid == 0:
-            self._child_main(config)
+            self._child_main(worker)
         child = Child(pid, role, worker_id, slot, time.monotonic())
         self.children[pid] = child
         self.upkeep.next_heartbeat = 0.0  # publish the new numbers on the next tick
@@ -104,7 +105,8 @@ class Pool:
                    fork_ms=round((time.perf_counter() - began) * 1000, 2))
         return child
 
-    def _child_main(self, config: WorkerConfig) -> None:
+    def _child_main(self, worker: Worker) -> None:
+        config = worker.cfg
         code = ExitCode.BOOT_FAILED
         try:
             self.child_setup()
@@ -114,7 +116,7 @@ class Pool:
             random.seed()
             logs.set_role(config.role)
             set_title(f"worker[{config.role}] pool={self.spec.name}")
-            code = run_worker(config, self.redis_url)
+            code = run_worker(worker)
         except BaseException:
             logs.event("worker failed", level=logging.CRITICAL, exc_info=True)
             code = 1

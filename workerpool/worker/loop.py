@@ -276,9 +276,14 @@ def private_memory_mib() -> float:
     return total_kib / 1024
 
 
-def run_worker(config: WorkerConfig, redis_url: str) -> int:
-    """Entry point in a freshly forked child; returns the process exit code."""
-    worker = Worker(config, redis_url)
+def run_worker(worker: Worker) -> int:
+    """Entry point in a freshly forked child; returns the process exit code.
+
+    The master builds the Worker (and its Redis client, which connects lazily) before the
+    fork, so those objects sit in pages shared with the master; redis-py opens fresh
+    connections in the child because its pools notice the pid change.
+    """
+    config = worker.cfg
     worker.install_signals()
     try:
         worker.register()
