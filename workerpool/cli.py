@@ -46,12 +46,17 @@ def cli() -> None:
 @_redis_url
 @click.option("--data-dir", default=".workerpool/redis", show_default=True,
               help="Where the embedded Redis keeps its data (used when no URL is given).")
+@click.option("--die-with-parent", type=int, default=None, hidden=True,
+              help="Exit at once if process PID (the operator) dies.")
 @_with_logs
-def run(pool_file: str, redis_url: str | None, data_dir: str, log_level: str,
-        log_format: str) -> None:
+def run(pool_file: str, redis_url: str | None, data_dir: str, die_with_parent: int | None,
+        log_level: str, log_format: str) -> None:
     """Run the master for the WorkerPool manifest(s) in POOL_FILE, in the foreground."""
+    from .process import tie_to_parent
     from .runner import run_local
 
+    if die_with_parent is not None:
+        tie_to_parent(die_with_parent)
     logs.setup(log_level, log_format)
     sys.path.insert(0, os.getcwd())  # handlers are imported like `python -m` would find them
     _exit_on_error(lambda: sys.exit(run_local(pool_file, redis_url, data_dir)))

@@ -68,3 +68,10 @@ def become_subreaper() -> bool:
 
 def parent_is(pid: int) -> bool:
     return os.getppid() == pid
+
+
+def tie_to_parent(parent_pid: int) -> None:
+    """Die (SIGKILL) with `parent_pid`, our parent; if it is already gone, exit now."""
+    die_with_parent(signal.SIGKILL)
+    if not parent_is(parent_pid):
+        os._exit(ExitCode.ORPHANED)

@@ -19,9 +19,13 @@ KIND = "WorkerPool"
 # Above this the per-worker shared-memory table would grow for nothing; no pod has 1,000 cores.
 MAX_WORKERS_LIMIT = 1000
 
-_REF = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+# The CRD uses the same patterns (workerpool/operator/crd.py): keep them ASCII and RE2-compatible.
+REF_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"
+QUEUE_PATTERN = r"^\S+$"
+QUEUE_MAX_LENGTH = 200
+_REF = re.compile(REF_PATTERN)
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_QUEUE = re.compile(r"^[^\s]{1,200}$")
+_QUEUE = re.compile(QUEUE_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,7 +171,7 @@ def parse_spec(name: str, spec: Mapping[str, Any]) -> PoolSpec:
         if attr in values and not _REF.match(values[attr]):
             raise SpecError(f"spec.{fname}", values[attr], "a 'module:function' reference")
     values.setdefault("queue", name)
-    if not _QUEUE.match(values["queue"]):
+    if not _QUEUE.match(values["queue"]) or len(values["queue"]) > QUEUE_MAX_LENGTH:
         raise SpecError("spec.queue", values["queue"], "1 to 200 characters without spaces")
     values.update(_parse_redis(spec.get("redis")))
     _check_cross_fields(values)

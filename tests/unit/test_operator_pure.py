@@ -1,0 +1,74 @@
+"""The operator's pure parts: the generated CRD, status building, the deploy/ manifests."""
+
+from __future__ import annotations
+
+import yaml
+
+from helpers import ROOT
+from workerpool.operator import crd
+from workerpool.operator import status as st
+from workerpool.operator.masters import manifest_of
+from workerpool.spec import FIELDS, parse_manifest
+
+DEPLOY = ROOT / "deploy"
+
+
+def test_deploy_crd_is_the_generated_one():
+    assert (DEPLOY / "crd.yaml").read_text() == crd.render(), \
+        "deploy/crd.yaml is stale: python -m workerpool.operator.crd > deploy/crd.yaml"
+
+
+def test_crd_spec_fields_and_defaults_match_the_validator():
+    schema = crd.crd()["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    for f in FIELDS:
+        prop = schema["properties"][f.name]
+        assert prop["type"] == f.kind
+        assert prop.get("default") == f.default
+        assert prop.get("minimum") == f.minimum and prop.get("maximum") == f.maximum
+    assert set(schema["properties"]) == {f.name for f in FIELDS} | {"redis"}
+
+
+def test_manifest_for_the_master_round_trips_without_the_url():
+    doc = {"apiVersion": "workerpool.dev/v1alpha1", "kind": "WorkerPool", "metadata": {"name": "p"},
+           "spec": {"handler": "a:b", "minWorkers": 2, "redis": {"url": "redis://:pw@h/0"}}}
+    spec = parse_manifest(doc)
+    again = parse_manifest(manifest_of(spec))
+    assert again.redis_url is None and "pw" not in str(manifest_of(spec))
+    assert again.with_redis_url(spec.redis_url) == spec
+
+
+def test_status_counts_only_our_master():
+    stats = {"backlog": 5, "processed": 9, "failed": 1, "dead_lettered": 0, "masters": [
+        {"pid": 10, "host": "pod", "permanent": 3, "temporary": 2, "busy": 4},
+        {"pid": 11, "host": "other", "permanent": 3, "temporary": 0, "busy": 0}]}
+    assert st.counts(stats, 10, "pod") == {"permanentWorkers": 3, "temporaryWorkers": 2,
+                                           "busyWorkers": 4, "backlog": 5, "processed": 9,
+                                           "failed": 1, "deadLettered": 0}
+
+
+def test_conditions_keep_transition_time_until_they_flip():
+    ok = st.conditions(None, 3, None)
+    assert [(c["type"], c["status"]) for c in ok] == [("Ready", "True"), ("Degraded", "False")]
+    stamped = [{**c, "lastTransitionTime": "2020-01-01T00:00:00Z"} for c in ok]
+    assert st.conditions(None, 4, stamped)[0]["lastTransitionTime"] == "2020-01-01T00:00:00Z"
+    bad = st.conditions(("RedisUnavailable", "x"), 4, stamped)
+    assert bad[1]["status"] == "True" and bad[1]["lastTransitionTime"] != "2020-01-01T00:00:00Z"
+
+
+def test_scale_events():
+    assert st.scale_events({"temporaryWorkers": 0}, {"temporaryWorkers": 7}) == [
+        ("ScaledUp", "temporary workers 0 -> 7")]
+    assert st.scale_events({}, {"temporaryWorkers": 7}) == []
+
+
+def test_operator_deployment_is_hardened():
+    docs = list(yaml.safe_load_all((DEPLOY / "operator.yaml").read_text()))
+    [dep] = [d for d in docs if d["kind"] == "Deployment"]
+    assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
+    pod = dep["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    [c] = pod["containers"]
+    assert c["securityContext"] == {"allowPrivilegeEscalation": False,
+                                    "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
+    assert "livenessProbe" in c and "limits" in c["resources"]
+    assert pod["terminationGracePeriodSeconds"] > 30 + 5  # default shutdownGraceSeconds + margin

@@ -1,0 +1,131 @@
+"""kopf handlers: translate between WorkerPool objects and the masters (no pool logic here)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Any
+
+import kopf
+import redis
+
+from ..errors import SpecError
+from ..protocol import Keys
+from ..queue import connect, read_stats
+from ..spec import PoolSpec, parse_spec, redact_url
+from . import status as st
+from .crd import GROUP, PLURAL, VERSION
+from .masters import Masters
+from .secrets import read_secret_key
+
+STATUS_INTERVAL_S = 1.0
+RESTART_BACKOFF_S = 5.0  # a master that exited is restarted after this
+MASTERS = Masters(Path(os.environ.get("WORKERPOOL_STATE_DIR", "/tmp/workerpool")))
+_RESOURCE = (GROUP, VERSION, PLURAL)
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # we own .status: kopf keeps its bookkeeping in annotations, not in status
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration")
+    settings.persistence.finalizer = f"{GROUP}/drain"
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 120
+    settings.watching.client_timeout = 150
+
+
+@kopf.on.cleanup()
+def drain_all(logger: logging.Logger, **_: Any) -> None:
+    """The operator is stopping (SIGTERM from Kubernetes): drain every pool."""
+    logger.info("draining %d pool(s)", len(MASTERS.running))
+    MASTERS.stop_all()
+
+
+def _key(namespace: str, name: str) -> str:
+    return f"{namespace}/{name}"
+
+
+def pool_spec(name: str, namespace: str, spec: dict[str, Any]) -> tuple[PoolSpec, str]:
+    """Validate with the local validator and resolve the Redis URL (maybe from a Secret)."""
+    try:
+        parsed = parse_spec(name, dict(spec))
+    except SpecError as e:
+        raise kopf.PermanentError(str(e)) from None
+    if parsed.redis_url:
+        return parsed, parsed.redis_url
+    if parsed.redis_url_from:
+        ref = parsed.redis_url_from
+        return parsed, read_secret_key(namespace, ref.name, ref.key)
+    raise kopf.PermanentError("spec.redis: give url or urlFrom.secretKeyRef")
+
+
+@kopf.on.resume(*_RESOURCE)
+@kopf.on.create(*_RESOURCE)
+def start(name: str, namespace: str, spec: dict[str, Any], logger: logging.Logger,
+          **_: Any) -> None:
+    parsed, url = pool_spec(name, namespace, spec)
+    master = MASTERS.start(_key(namespace, name), parsed, url)
+    logger.info("master started pid=%d queue=%s redis=%s", master.pid, parsed.queue,
+                redact_url(url))
+
+
+@kopf.on.update(*_RESOURCE, field="spec")
+def update(name: str, namespace: str, spec: dict[str, Any], body: kopf.Body,
+           logger: logging.Logger, **_: Any) -> None:
+    parsed, url = pool_spec(name, namespace, spec)
+    master = MASTERS.reconfigure(_key(namespace, name), parsed, url)
+    kopf.info(body, reason="Reconfigured",
+              message=f"min={parsed.min_workers} max={parsed.max_workers} (master pid {master.pid})")
+
+
+@kopf.on.delete(*_RESOURCE)
+def delete(name: str, namespace: str, logger: logging.Logger, **_: Any) -> None:
+    code = MASTERS.stop(_key(namespace, name))
+    logger.info("pool drained, master exited with %s", code)
+
+
+@kopf.timer(*_RESOURCE, interval=STATUS_INTERVAL_S)
+def publish_status(name: str, namespace: str, spec: dict[str, Any], meta: kopf.Meta,
+                   status: kopf.Status, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo,
+                   **_: Any) -> None:
+    """Turn what the master publishes in Redis into .status, conditions and Events."""
+    key = _key(namespace, name)
+    master = MASTERS.running.get(key)
+    problem = _restart_if_exited(key, master, name, namespace, spec, body)
+    master = MASTERS.running.get(key)
+    counters: dict[str, int] = {}
+    if master is not None:
+        try:
+            client = memo.get("redis") or connect(master.redis_url, socket_timeout=2)
+            memo["redis"] = client
+            stats = read_stats(client, Keys(master.spec.queue))
+            counters = st.counts(stats, master.pid, socket.gethostname())
+        except redis.RedisError as e:
+            problem = problem or ("RedisUnavailable", f"cannot read the queue's Redis: {type(e).__name__}")
+    for reason, message in st.scale_events(memo.get("counters", {}), counters):
+        kopf.info(body, reason=reason, message=message)
+    memo["counters"] = counters
+    generation = int(meta.get("generation") or 0)
+    patch.status.update(counters)
+    patch.status["observedGeneration"] = generation
+    patch.status["conditions"] = st.conditions(problem, generation, status.get("conditions"))
+
+
+def _restart_if_exited(key: str, master: Any, name: str, namespace: str, spec: dict[str, Any],
+                       body: kopf.Body) -> tuple[str, str] | None:
+    if master is None:
+        return ("NotRunning", "no master runs for this pool (invalid spec?)")
+    code = master.exited()
+    if code is None:
+        return None
+    message = f"master exited with code {code}: {master.last_error() or 'see the operator log'}"
+    if time.monotonic() - master.started_at >= RESTART_BACKOFF_S:
+        kopf.warn(body, reason="MasterExited", message=message + "; restarting")
+        parsed, url = pool_spec(name, namespace, spec)
+        MASTERS.start(key, parsed, url)
+    return ("MasterExited", message)

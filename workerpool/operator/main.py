@@ -1,0 +1,42 @@
+"""`workerpool operator`: run the kopf operator for WorkerPools."""
+
+from __future__ import annotations
+
+import click
+import kopf
+
+from .. import logs
+
+
+@click.command("workerpool operator")
+@click.option("--namespace", "-n", "namespaces", multiple=True,
+              help="Namespace(s) to watch (default: the pod's own, or 'default').")
+@click.option("--all-namespaces", "-A", is_flag=True, help="Watch every namespace (ClusterRole).")
+@click.option("--liveness", "liveness", default=None,
+              help="Liveness endpoint, e.g. http://0.0.0.0:8080/healthz.")
+@click.option("--log-format", default="text", type=click.Choice(["text", "json"]))
+def operator(namespaces: tuple[str, ...], all_namespaces: bool, liveness: str | None,
+             log_format: str) -> None:
+    """Watch WorkerPools and run one master per pool in this process's pod."""
+    logs.setup("INFO", log_format)
+    from . import handlers  # noqa: F401 - registers the handlers with kopf
+
+    if all_namespaces and namespaces:
+        raise click.UsageError("give --namespace or --all-namespaces, not both")
+    kopf.configure(verbose=False)
+    kopf.run(standalone=True, clusterwide=all_namespaces,
+             namespaces=list(namespaces) or ([] if all_namespaces else [_own_namespace()]),
+             liveness_endpoint=liveness)
+
+
+def _own_namespace() -> str:
+    try:
+        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as f:
+            return f.read().strip()
+    except OSError:
+        return "default"
+
+
+def main(args: list[str]) -> int:
+    operator.main(args=args, prog_name="workerpool operator", standalone_mode=True)
+    return 0

@@ -1,0 +1,33 @@
+"""Read a key of a Secret with the operator's own credentials (in-cluster or kubeconfig)."""
+
+from __future__ import annotations
+
+import base64
+import functools
+
+import kopf
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+
+
+@functools.cache
+def _core() -> client.CoreV1Api:
+    try:
+        config.load_incluster_config()
+    except config.ConfigException:
+        config.load_kube_config()
+    return client.CoreV1Api()
+
+
+def read_secret_key(namespace: str, name: str, key: str) -> str:
+    """The decoded value; a missing Secret or key is a TemporaryError (it may appear later)."""
+    try:
+        secret = _core().read_namespaced_secret(name, namespace)
+    except ApiException as e:
+        raise kopf.TemporaryError(f"spec.redis.urlFrom: cannot read Secret {namespace}/{name}: "
+                                  f"{e.status} {e.reason}", delay=10) from None
+    data = secret.data or {}
+    if key not in data:
+        raise kopf.TemporaryError(f"spec.redis.urlFrom: Secret {namespace}/{name} has no key "
+                                  f"{key!r}", delay=10)
+    return base64.b64decode(data[key]).decode()

@@ -1,0 +1,60 @@
+"""Build a WorkerPool's .status from what its master publishes: pure functions."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def counts(stats: dict[str, Any] | None, master_pid: int | None, host: str) -> dict[str, int]:
+    """The status counters, from `read_stats()` output, for our own master only."""
+    if stats is None:
+        return {}
+    mine = [m for m in stats["masters"] if m.get("pid") == master_pid and m.get("host") == host]
+    return {
+        "permanentWorkers": sum(m["permanent"] for m in mine),
+        "temporaryWorkers": sum(m["temporary"] for m in mine),
+        "busyWorkers": sum(m["busy"] for m in mine),
+        "backlog": stats["backlog"],
+        "processed": stats["processed"],
+        "failed": stats["failed"],
+        "deadLettered": stats["dead_lettered"],
+    }
+
+
+def condition(kind: str, ok: bool, reason: str, message: str, generation: int,
+              previous: list[dict[str, Any]] | None) -> dict[str, Any]:
+    """A standard condition; lastTransitionTime changes only when the status flips."""
+    status = "True" if ok else "False"
+    old = next((c for c in previous or [] if c.get("type") == kind), None)
+    since = old["lastTransitionTime"] if old and old.get("status") == status else now_iso()
+    return {"type": kind, "status": status, "reason": reason, "message": message,
+            "observedGeneration": generation, "lastTransitionTime": since}
+
+
+def conditions(problem: tuple[str, str] | None, generation: int,
+               previous: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+    """Ready and Degraded: `problem` is (reason, message) or None when all is well."""
+    if problem is None:
+        return [condition("Ready", True, "Running", "the master and its workers are running",
+                          generation, previous),
+                condition("Degraded", False, "AsExpected", "", generation, previous)]
+    reason, message = problem
+    return [condition("Ready", False, reason, message, generation, previous),
+            condition("Degraded", True, reason, message, generation, previous)]
+
+
+def scale_events(before: dict[str, int], after: dict[str, int]) -> list[tuple[str, str]]:
+    """(reason, message) for each change of worker counts worth a Kubernetes Event."""
+    events = []
+    for field, word in (("temporaryWorkers", "temporary"), ("permanentWorkers", "permanent")):
+        old, new = before.get(field), after.get(field)
+        if old is None or new is None or old == new:
+            continue
+        reason = "ScaledUp" if new > old else "ScaledDown"
+        events.append((reason, f"{word} workers {old} -> {new}"))
+    return events
