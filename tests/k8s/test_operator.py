@@ -1,0 +1,230 @@
+"""The operator against a real kube-apiserver + etcd, with the ServiceAccount's own RBAC."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+import yaml
+
+from helpers import ROOT, TESTS, wait_until
+from workerpool import Queue
+from workerpool.spec import SpecError, parse_manifest
+
+NS = "workerpool"  # deploy/ puts the operator and its Role in this namespace
+DEPLOY = ROOT / "deploy"
+
+
+class Operator:
+    """`workerpool operator` in a subprocess, logged in with the ServiceAccount's token."""
+
+    def __init__(self, apiserver: Any, tmp: Path) -> None:
+        token = apiserver.service_account_token(NS, "workerpool-operator")
+        kubeconfig = apiserver.kubeconfig_for_token(token, "operator", NS)
+        self.log_path = tmp / "operator.log"
+        env = {**os.environ, "KUBECONFIG": str(kubeconfig), "WORKERPOOL_STATE_DIR": str(tmp / "state"),
+               "PYTHONPATH": f"{TESTS}{os.pathsep}{ROOT}"}
+        self._log = open(self.log_path, "w")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen([sys.executable, "-m", "workerpool", "operator", "-n", NS],
+                                     stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.ps = psutil.Process(self.proc.pid)
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def workers(self, pool: str, role: str | None = None) -> list[psutil.Process]:
+        found = []
+        for p in self.ps.children(recursive=True):
+            try:
+                title = " ".join(p.cmdline())
+                zombie = p.status() == psutil.STATUS_ZOMBIE
+            except psutil.NoSuchProcess:
+                continue
+            if not zombie and f"pool={pool}" in title and "worker[" in title \
+                    and (role is None or f"worker[{role}]" in title):
+                found.append(p)
+        return found
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(60)
+        finally:
+            self._log.close()
+
+
+@pytest.fixture(scope="module")
+def cluster(apiserver: Any) -> Any:
+    """deploy/'s namespace, CRD and RBAC applied as a user would (kubectl apply)."""
+    for name in ("namespace.yaml", "crd.yaml", "rbac.yaml"):
+        apiserver.kubectl("apply", "-f", str(DEPLOY / name))
+    apiserver.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                      "crd/workerpools.workerpool.dev")
+    return apiserver
+
+
+@pytest.fixture(scope="module")
+def operator(cluster: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Operator]:
+    op = Operator(cluster, tmp_path_factory.mktemp("operator"))
+    try:
+        yield op
+    finally:
+        code = op.stop()
+        assert code == 0, op.log()[-3000:]
+        assert not op.ps.is_running() or op.ps.status() == psutil.STATUS_ZOMBIE
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_children() -> Iterator[None]:
+    """The module-scoped operator outlives each test; it is checked when it stops."""
+    yield
+
+
+def pool_doc(name: str, redis_url: str | None, **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"handler": "handlers:record", **spec}
+    if redis_url:
+        body["redis"] = {"url": redis_url}
+    return {"apiVersion": "workerpool.dev/v1alpha1", "kind": "WorkerPool",
+            "metadata": {"name": name, "namespace": NS}, "spec": body}
+
+
+def apply(cluster: Any, doc: dict[str, Any], check: bool = True) -> subprocess.CompletedProcess:
+    return cluster.kubectl("apply", "--validate=strict", "-f", "-", input=yaml.safe_dump(doc),
+                           check=check)
+
+
+def get(cluster: Any, name: str) -> dict[str, Any]:
+    return json.loads(cluster.kubectl("get", "wp", name, "-n", NS, "-o", "json").stdout)
+
+
+def status_is(cluster: Any, name: str, **want: int) -> bool:
+    status = get(cluster, name).get("status", {})
+    return all(status.get(k) == v for k, v in want.items())
+
+
+def test_apply_scale_edit_delete(operator: Operator, cluster: Any, redis_url: str) -> None:
+    began = time.monotonic()
+    apply(cluster, pool_doc("emails", redis_url, minWorkers=3, maxWorkers=6,
+                            idleTimeoutSeconds=1, prefetch=1))
+    wait_until(lambda: len(operator.workers("emails", "permanent")) == 3, 30,
+               what="3 permanent workers; log:\n" + operator.log()[-2000:])
+    print(f"\nkubectl apply -> 3 workers running: {time.monotonic() - began:.2f} s")
+    wait_until(lambda: status_is(cluster, "emails", permanentWorkers=3, temporaryWorkers=0), 15,
+               what="status to show 3 permanent workers")
+
+    q = Queue("emails", redis_url=redis_url)
+    q.enqueue_many({"s": 0.05, "n": n, "tag": "k8s"} for n in range(400))
+    wait_until(lambda: len(operator.workers("emails", "temporary")) == 3, 10, what="3 temporaries")
+    wait_until(lambda: status_is(cluster, "emails", temporaryWorkers=3), 10, what="status temporaries")
+    table = cluster.kubectl("get", "wp", "emails", "-n", NS).stdout
+    assert table.split()[:10] == ["NAME", "MIN", "MAX", "PERMANENT", "TEMPORARY", "BUSY",
+                                  "BACKLOG", "PROCESSED", "FAILED", "AGE"]
+    wait_until(lambda: status_is(cluster, "emails", processed=400, temporaryWorkers=0), 60,
+               what="all served and temporaries gone")
+    assert len(operator.workers("emails")) == 3
+    events = cluster.kubectl("get", "events", "-n", NS, "-o", "json").stdout
+    reasons = {e["reason"] for e in json.loads(events)["items"]
+               if e["involvedObject"]["name"] == "emails"}
+    assert {"ScaledUp", "ScaledDown"} <= reasons
+
+    edited = time.monotonic()
+    cluster.kubectl("patch", "wp", "emails", "-n", NS, "--type=merge",
+                    "-p", '{"spec": {"minWorkers": 5}}')
+    wait_until(lambda: len(operator.workers("emails", "permanent")) == 5, 15, what="5 permanent")
+    print(f"spec edit -> new size: {time.monotonic() - edited:.2f} s")
+    wait_until(lambda: status_is(cluster, "emails", permanentWorkers=5), 10, what="status 5")
+    generation = get(cluster, "emails")["metadata"]["generation"]
+    wait_until(lambda: get(cluster, "emails")["status"].get("observedGeneration") == generation, 10,
+               what="observedGeneration to follow")
+
+    cluster.kubectl("delete", "wp", "emails", "-n", NS, "--wait=true", "--timeout=60s")
+    assert operator.workers("emails") == []
+    assert "Traceback" not in operator.log()
+
+
+def test_redis_url_from_a_secret_never_shows(operator: Operator, cluster: Any, redis_server: Any,
+                                              r: Any) -> None:
+    r.config_set("requirepass", "s3cret-pw")
+    try:
+        url = f"redis://:s3cret-pw@127.0.0.1:{redis_server.port}/0"
+        cluster.kubectl("create", "secret", "generic", "q-redis", "-n", NS,
+                        f"--from-literal=url={url}")
+        doc = pool_doc("secretive", None, minWorkers=1, maxWorkers=1, queue="secretive")
+        doc["spec"]["redis"] = {"urlFrom": {"secretKeyRef": {"name": "q-redis", "key": "url"}}}
+        apply(cluster, doc)
+        wait_until(lambda: status_is(cluster, "secretive", permanentWorkers=1), 30,
+                   what="the pool to run with the Secret's URL")
+        shown = json.dumps(get(cluster, "secretive")) + operator.log()
+        shown += " ".join(" ".join(p.cmdline()) for p in operator.ps.children(recursive=True))
+        assert "s3cret-pw" not in shown
+        cluster.kubectl("delete", "wp", "secretive", "-n", NS, "--wait=true", "--timeout=60s")
+    finally:
+        r.config_set("requirepass", "")
+
+
+def test_unimportable_handler_is_degraded(operator: Operator, cluster: Any, redis_url: str) -> None:
+    apply(cluster, pool_doc("broken", redis_url, handler="nosuchmodule:f"))
+
+    def degraded() -> dict[str, Any] | None:
+        conds = get(cluster, "broken").get("status", {}).get("conditions", [])
+        return next((c for c in conds if c["type"] == "Degraded" and c["status"] == "True"), None)
+
+    cond = wait_until(degraded, 30, what="a Degraded condition")
+    assert cond["reason"] == "MasterExited" and "nosuchmodule" in cond["message"]
+    cluster.kubectl("delete", "wp", "broken", "-n", NS, "--wait=true", "--timeout=60s")
+
+
+BAD_SPECS = [
+    ({"handler": "m:f", "minWorkers": 5, "maxWorkers": 2}, "spec.minWorkers must not exceed"),
+    ({"handler": "m:f", "minWorkers": -1}, "spec.minWorkers"),
+    ({"handler": "no-colon"}, "spec.handler"),
+    ({"handler": "m:f", "replicas": 3}, "replicas"),
+    ({"handler": "m:f", "idleTimeoutSeconds": "5"}, "spec.idleTimeoutSeconds"),
+    ({"handler": "m:f", "redis": {"url": "redis://x", "urlFrom": {"secretKeyRef": {"name": "a", "key": "b"}}}},
+     "not both"),
+    ({"minWorkers": 1}, "spec.handler"),
+]
+
+
+@pytest.mark.parametrize(("spec", "message"), BAD_SPECS)
+def test_api_server_and_local_validator_refuse_the_same(cluster: Any, spec: dict[str, Any],
+                                                        message: str) -> None:
+    doc = {"apiVersion": "workerpool.dev/v1alpha1", "kind": "WorkerPool",
+           "metadata": {"name": "bad", "namespace": NS}, "spec": spec}
+    done = apply(cluster, doc, check=False)
+    assert done.returncode != 0 and message in done.stderr, done.stderr
+    with pytest.raises(SpecError):
+        parse_manifest({k: v for k, v in doc.items()} | {"metadata": {"name": "bad"}})
+
+
+def test_good_specs_pass_both(cluster: Any) -> None:
+    for i, spec in enumerate([{"handler": "m:f"}, {"handler": "a.b:c", "minWorkers": 0, "maxWorkers": 1},
+                              {"handler": "m:f", "redis": {"url": "rediss://h:1/2"}, "taskTimeoutSeconds": 0}]):
+        doc = {"apiVersion": "workerpool.dev/v1alpha1", "kind": "WorkerPool",
+               "metadata": {"name": f"good{i}", "namespace": "default"}, "spec": spec}
+        cluster.kubectl("apply", "--dry-run=server", "--validate=strict", "-f", "-",
+                        input=yaml.safe_dump(doc))
+        parse_manifest(doc | {"metadata": {"name": f"good{i}"}})
+
+
+def test_operator_pod_passes_restricted_pod_security(cluster: Any) -> None:
+    dep = yaml.safe_load((DEPLOY / "operator.yaml").read_text())
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "psa-check", "namespace": NS},
+           "spec": dep["spec"]["template"]["spec"]}
+    cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(pod))
+    weaker = json.loads(json.dumps(pod))
+    del weaker["spec"]["containers"][0]["securityContext"]["capabilities"]
+    refused = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(weaker),
+                              check=False)
+    assert refused.returncode != 0 and "restricted" in refused.stderr  # the check is real
