@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from apiserver import ApiServer, bin_dir, find_binaries  # noqa: E402
+from apiserver import ApiServer, bin_dir, find_binaries
 
 HERE = Path(__file__).parent.resolve()
 
@@ -33,8 +33,10 @@ def apiserver() -> Iterator[ApiServer]:
     """A running etcd + kube-apiserver for the whole session, stopped at the end."""
     binaries = find_binaries()
     if binaries is None:
-        message = (f"kube-apiserver/etcd/kubectl not found in {bin_dir()}: "
-                   "run `bash .ci/build-k8s.sh` or set WORKERPOOL_K8S_BIN")
+        message = (
+            f"kube-apiserver/etcd/kubectl not found in {bin_dir()}: "
+            "run `bash .ci/build-k8s.sh` or set WORKERPOOL_K8S_BIN"
+        )
         if os.environ.get("CI") == "true":
             pytest.fail(message, pytrace=False)
         pytest.skip(message)

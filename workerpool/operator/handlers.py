@@ -34,6 +34,9 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration")
     settings.persistence.finalizer = f"{GROUP}/drain"
+    # no cluster-wide scanning of namespaces and CRDs: the operator watches exact namespaces,
+    # so a namespaced Role is all the RBAC it needs (least privilege)
+    settings.scanning.disabled = True
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 120
     settings.watching.client_timeout = 150
@@ -119,7 +122,11 @@ def publish_status(name: str, namespace: str, spec: dict[str, Any], meta: kopf.M
 def _restart_if_exited(key: str, master: Any, name: str, namespace: str, spec: dict[str, Any],
                        body: kopf.Body) -> tuple[str, str] | None:
     if master is None:
-        return ("NotRunning", "no master runs for this pool (invalid spec?)")
+        try:
+            pool_spec(name, namespace, spec)
+        except (kopf.PermanentError, kopf.TemporaryError) as e:
+            return ("InvalidSpec", str(e))
+        return (st.STARTING, "the master is being started")
     code = master.exited()
     if code is None:
         return None

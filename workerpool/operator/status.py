@@ -36,9 +36,15 @@ def condition(kind: str, ok: bool, reason: str, message: str, generation: int,
             "observedGeneration": generation, "lastTransitionTime": since}
 
 
+STARTING = "Starting"  # a problem reason that is not (yet) a degradation
+
+
 def conditions(problem: tuple[str, str] | None, generation: int,
                previous: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     """Ready and Degraded: `problem` is (reason, message) or None when all is well."""
+    if problem is not None and problem[0] == STARTING:
+        return [condition("Ready", False, STARTING, problem[1], generation, previous),
+                condition("Degraded", False, STARTING, "", generation, previous)]
     if problem is None:
         return [condition("Ready", True, "Running", "the master and its workers are running",
                           generation, previous),
