@@ -127,7 +127,8 @@ def floor_drain(rd: Redis, n: int) -> float:
         assert p.stdout is not None and p.stdout.readline().strip() == "ready"
     t0 = time.perf_counter()
     r.rename("staging", "floorq")
-    wait_until(lambda: r.llen("floorq") == 0 and not any(r.llen(f"floorq:floor:{i}") for i in range(2)), 300)
+    wait_until(lambda: r.llen("floorq") == 0
+               and not any(r.llen(f"floorq:floor:{i}") for i in range(2)), 300)
     elapsed = time.perf_counter() - t0
     for p in procs:
         p.wait(10)
@@ -168,7 +169,7 @@ def pickup_latency(rd: Redis, n: int = 500, rate: float = 100.0) -> dict[str, fl
         wait_until(lambda: len(pool.workers()) == 2 and q.stats()["masters"], 30)
         time.sleep(2)  # let the pool go idle: we measure an idle worker's pickup
         ids = []
-        for i in range(n):
+        for _ in range(n):
             ids.append(q.enqueue({"t": time.time()}))
             time.sleep(1 / rate)  # pacing the producer, not synchronising
         lat = sorted(q.result(i, timeout=30) * 1000 for i in ids)

@@ -6,7 +6,7 @@ import inspect
 import json
 import time
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -88,9 +88,10 @@ class Queue:
             left = deadline - time.monotonic()
             if left <= 0:
                 raise ResultTimeout(f"no result for task {task_id} within {timeout:g} s")
-            raw = self._redis.blmove(key, key, min(left, 1.0), "RIGHT", "LEFT")
+            # Redis >= 6 takes fractional seconds; redis-py's annotation says int
+            raw = self._redis.blmove(key, key, min(left, 1.0), "RIGHT", "LEFT")  # type: ignore[arg-type]
             if raw is not None:
-                return _unpack_result(task_id, raw)
+                return _unpack_result(task_id, cast(bytes, raw))
 
     def backlog(self) -> int:
         """Tasks waiting in the queue (not yet claimed by a worker)."""

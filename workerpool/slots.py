@@ -9,6 +9,7 @@ from __future__ import annotations
 import mmap
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from .spec import MAX_WORKERS_LIMIT
 
@@ -32,7 +33,7 @@ class SlotTable:
     def __init__(self, size: int = MAX_WORKERS_LIMIT) -> None:
         self.size = size
         self._map = mmap.mmap(-1, size * _WIDTH * 8)  # anonymous and MAP_SHARED on Linux
-        self._a = memoryview(self._map).cast("d")
+        self._a: Any = memoryview(self._map).cast("d")  # doubles; typeshed only knows int views
         self._free = list(range(size - 1, -1, -1))
 
     def acquire(self) -> int:
@@ -58,7 +59,7 @@ class SlotWriter:
 
     __slots__ = ("_a", "_b")
 
-    def __init__(self, array: memoryview, base: int) -> None:
+    def __init__(self, array: Any, base: int) -> None:
         self._a = array
         self._b = base
 

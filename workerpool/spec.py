@@ -10,7 +10,7 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from .errors import SpecError
 
@@ -117,7 +117,7 @@ class PoolSpec:
 
     def retry_delay(self, attempt: int, jitter: float) -> float:
         """Seconds before retry number `attempt` (1-based); `jitter` in [0, 1)."""
-        base = self.retry_delay_s * (2 ** min(attempt - 1, 60))
+        base = self.retry_delay_s * float(2 ** min(attempt - 1, 60))
         return min(self.retry_delay_max_s, base) * (0.5 + 0.5 * jitter)
 
 
@@ -185,13 +185,14 @@ def _check_scalar(f: Field, raw: Any) -> Any:
             raise SpecError(path, raw, "a non-empty string")
         return raw
     ok_types: tuple[type, ...] = (int,) if f.kind == "integer" else (int, float)
-    if isinstance(raw, bool) or not isinstance(raw, ok_types) or not math.isfinite(raw):
+    if isinstance(raw, bool) or not isinstance(raw, ok_types) or not math.isfinite(cast(float, raw)):
         raise SpecError(path, raw, f"an {f.kind} from {_num(f.minimum)} to {_num(f.maximum)}"
                         if f.kind == "integer" else
                         f"a number from {_num(f.minimum)} to {_num(f.maximum)}")
-    if (f.minimum is not None and raw < f.minimum) or (f.maximum is not None and raw > f.maximum):
+    number = cast(float, raw)
+    if (f.minimum is not None and number < f.minimum) or (f.maximum is not None and number > f.maximum):
         raise SpecError(path, raw, f"must be from {_num(f.minimum)} to {_num(f.maximum)}")
-    return float(raw) if f.kind == "number" else raw
+    return float(number) if f.kind == "number" else raw
 
 
 def _parse_redis(redis: Any) -> dict[str, Any]:

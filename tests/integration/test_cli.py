@@ -9,7 +9,6 @@ import sys
 
 import pytest
 import yaml
-
 from helpers import ROOT, TESTS, manifest, wait_until
 
 

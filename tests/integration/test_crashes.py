@@ -6,8 +6,8 @@ import json
 import signal
 
 import psutil
-
 from helpers import manifest, wait_until
+
 from workerpool import Queue
 
 
@@ -29,10 +29,7 @@ def test_kill9_of_a_busy_worker_loses_nothing(start_pool, redis_url, r):
 
 
 def _busy(q, pid):
-    for m in q.stats()["masters"]:
-        if any(w["pid"] == pid and w["busy"] for w in m["workers"]):
-            return True
-    return False
+    return any(w["pid"] == pid and w["busy"] for m in q.stats()["masters"] for w in m["workers"])
 
 
 def test_kill9_of_the_master_workers_exit_and_tasks_are_served_by_the_next(start_pool, redis_url, r):
@@ -74,7 +71,7 @@ def test_kill9_storm_during_a_batched_drain_loses_nothing(start_pool, redis_url,
         wait_until(lambda: pool.count() == 2, 10, what="2 workers")
         victim = pool.workers()[0]
         before = r.llen("served:storm")
-        wait_until(lambda: r.llen("served:storm") > before + 100 or q.backlog() == 0, 15,
+        wait_until(lambda before=before: r.llen("served:storm") > before + 100 or q.backlog() == 0, 15,
                    what="progress before the next kill")
         victim.kill()
         kills += 1

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
+from helpers import manifest
 
-from helpers import manifest, wait_until
 from workerpool import Queue, TaskFailed
 
 

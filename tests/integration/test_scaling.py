@@ -6,6 +6,7 @@ import signal
 import time
 
 from helpers import manifest, wait_until
+
 from workerpool import Queue
 
 

@@ -6,7 +6,8 @@ import json
 import signal
 import time
 
-from helpers import manifest, wait_until
+from helpers import RedisServer, manifest, wait_until
+
 from workerpool import Queue
 
 
@@ -51,8 +52,6 @@ def test_grace_period_expiry_kills_and_returns_the_task(start_pool, redis_url, r
 
 
 def test_redis_outage_is_ridden_out(start_pool, redis_server, tmp_path):
-    from conftest import RedisServer
-
     own = RedisServer(tmp_path).start()
     try:
         pool = start_pool(manifest("outage", handler="handlers:echo", minWorkers=2, maxWorkers=2),

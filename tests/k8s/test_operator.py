@@ -15,8 +15,8 @@ from typing import Any
 import psutil
 import pytest
 import yaml
-
 from helpers import ROOT, TESTS, wait_until
+
 from workerpool import Queue
 from workerpool.spec import SpecError, parse_manifest
 
@@ -191,7 +191,8 @@ BAD_SPECS = [
     ({"handler": "no-colon"}, "spec.handler"),
     ({"handler": "m:f", "replicas": 3}, "replicas"),
     ({"handler": "m:f", "idleTimeoutSeconds": "5"}, "spec.idleTimeoutSeconds"),
-    ({"handler": "m:f", "redis": {"url": "redis://x", "urlFrom": {"secretKeyRef": {"name": "a", "key": "b"}}}},
+    ({"handler": "m:f",
+      "redis": {"url": "redis://x", "urlFrom": {"secretKeyRef": {"name": "a", "key": "b"}}}},
      "not both"),
     ({"minWorkers": 1}, "spec.handler"),
 ]
@@ -209,8 +210,9 @@ def test_api_server_and_local_validator_refuse_the_same(cluster: Any, spec: dict
 
 
 def test_good_specs_pass_both(cluster: Any) -> None:
-    for i, spec in enumerate([{"handler": "m:f"}, {"handler": "a.b:c", "minWorkers": 0, "maxWorkers": 1},
-                              {"handler": "m:f", "redis": {"url": "rediss://h:1/2"}, "taskTimeoutSeconds": 0}]):
+    good = [{"handler": "m:f"}, {"handler": "a.b:c", "minWorkers": 0, "maxWorkers": 1},
+            {"handler": "m:f", "redis": {"url": "rediss://h:1/2"}, "taskTimeoutSeconds": 0}]
+    for i, spec in enumerate(good):
         doc = {"apiVersion": "workerpool.dev/v1alpha1", "kind": "WorkerPool",
                "metadata": {"name": f"good{i}", "namespace": "default"}, "spec": spec}
         cluster.kubectl("apply", "--dry-run=server", "--validate=strict", "-f", "-",

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import yaml
-
 from helpers import ROOT
+
 from workerpool.operator import crd
 from workerpool.operator import status as st
 from workerpool.operator.masters import manifest_of

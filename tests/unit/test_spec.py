@@ -5,10 +5,10 @@ from __future__ import annotations
 import copy
 
 import pytest
+from helpers import manifest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from helpers import manifest
 from workerpool.errors import SpecError
 from workerpool.spec import FIELDS, PoolSpec, openapi_schema, parse_manifest, redact_url
 
@@ -73,7 +73,7 @@ def test_refusals_name_field_value_and_rule(path, value, field, allowed):
 
 
 def test_missing_handler():
-    with pytest.raises(SpecError, match="spec.handler: None is invalid: required"):
+    with pytest.raises(SpecError, match=r"spec\.handler: None is invalid: required"):
         parse_manifest(manifest("x"))
 
 

@@ -107,7 +107,7 @@ class Pool:
 
     def _child_main(self, worker: Worker) -> None:
         config = worker.cfg
-        code = ExitCode.BOOT_FAILED
+        code: int = ExitCode.BOOT_FAILED
         try:
             self.child_setup()
             die_with_parent(signal.SIGKILL)

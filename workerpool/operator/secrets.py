@@ -13,9 +13,9 @@ from kubernetes.client.exceptions import ApiException
 @functools.cache
 def _core() -> client.CoreV1Api:
     try:
-        config.load_incluster_config()
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
     except config.ConfigException:
-        config.load_kube_config()
+        config.load_kube_config()  # type: ignore[no-untyped-call]
     return client.CoreV1Api()
 
 

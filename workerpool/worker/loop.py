@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -144,7 +144,9 @@ class Worker:
         try:
             if self.stopping:
                 return None
-            return self.redis.blmove(self.spec.queue, self.processing, timeout, "LEFT", "RIGHT")
+            item = self.redis.blmove(self.spec.queue, self.processing,
+                                     timeout, "LEFT", "RIGHT")  # type: ignore[arg-type]  # float is fine
+            return cast(bytes | None, item)
         except _Stop:
             # the reply may be lost mid-read: drop the connection; a claimed task stays in our
             # processing list and goes back to the queue with the final release
@@ -181,7 +183,7 @@ class Worker:
         try:
             value = self._call_handler(task.payload)
             done = outcome.ok(task, value, self.spec)
-        except BaseException as e:  # noqa: BLE001 - a handler's failure of any kind is an attempt
+        except BaseException as e:
             return self._failed(task, attempt, e)
         logs.event("task finished", id=task.task_id or "-",
                    ms=round((time.monotonic() - started) * 1000, 1),
