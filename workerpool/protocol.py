@@ -95,7 +95,7 @@ def dumps(value: Any) -> str:
     try:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError) as e:
-        raise PayloadError(f"payload is not JSON-serialisable: {e}") from None
+        raise PayloadError(f"not JSON-serialisable: {e}") from None
 
 
 def envelope(task_id: str, payload_json: str, attempts: int = 0, enqueued_at_ms: int = 0) -> str:

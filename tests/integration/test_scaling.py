@@ -71,3 +71,34 @@ def test_recycled_after_max_tasks(start_pool, redis_url):
     assert [q.result(i, timeout=20) for i in ids] == list(range(12))
     wait_until(lambda: pool.log().count("reason=recycled") >= 4, 10, what="recycled exits")
     pool.wait_workers(1, 0)
+
+
+def test_recycled_above_max_memory(start_pool, redis_url):
+    pool = start_pool(manifest("memory", handler="handlers:echo", minWorkers=1, maxWorkers=1,
+                               maxMemoryMiB=1, prefetch=1))  # every worker uses more than 1 MiB
+    q = Queue("memory", redis_url=redis_url)
+    ids = q.enqueue_many(range(3))
+    assert [q.result(i, timeout=20) for i in ids] == [0, 1, 2]
+    wait_until(lambda: "maxMemoryMiB=1" in pool.log(), 10, what="a memory recycle")
+    pool.wait_workers(1, 0)
+
+
+def test_worker_exit_during_a_redis_outage_does_not_kill_the_master(start_pool, tmp_path):
+    from helpers import RedisServer
+
+    own = RedisServer(tmp_path).start()
+    try:
+        pool = start_pool(manifest("exit-outage", handler="handlers:echo", minWorkers=2,
+                                   maxWorkers=2), url=own.url)
+        pool.wait_workers(2, 0)
+        own.stop()
+        pool.workers()[0].kill()
+        wait_until(lambda: "killed by SIGKILL" in pool.log(), 10, what="the exit to be logged")
+        own.start()
+        pool.wait_workers(2, 0)
+        q = Queue("exit-outage", redis_url=own.url)
+        assert q.result(q.enqueue("ok"), timeout=20) == "ok"
+        assert pool.proc.poll() is None and "Traceback" not in pool.log()
+        assert pool.stop() == 0
+    finally:
+        own.stop()

@@ -149,7 +149,7 @@ class Pool:
         logs.event("worker exited", level=level, role=child.role, worker=pid, reason=reason)
         charge = seen.position if (seen.busy and not clean and child.killed_for != "shutdown") else -1
         self.upkeep.recoveries.append((child.worker_id, charge))
-        self._recover_pending()
+        self.try_recover_pending()  # if Redis is down, the next ticks retry
         if not clean and child.killed_for != "shutdown":
             self._note_crash(child)
         return status == ExitCode.BOOT_FAILED
