@@ -38,7 +38,8 @@ class _JsonFormatter(logging.Formatter):
         out: dict[str, Any] = {"time": _stamp(record.created), "role": _role,
                                "pid": record.process, "level": record.levelname,
                                "event": record.getMessage()}
-        out.update(getattr(record, "fields", None) or {})
+        fields = getattr(record, "fields", None) or {}
+        out.update({k: v for k, v in fields.items() if k not in out})  # never overwrite who/when
         if record.exc_info:
             out["traceback"] = self.formatException(record.exc_info)
         return json.dumps(out, default=str)

@@ -27,15 +27,16 @@ DEPLOY = ROOT / "deploy"
 class Operator:
     """`workerpool operator` in a subprocess, logged in with the ServiceAccount's token."""
 
-    def __init__(self, apiserver: Any, tmp: Path) -> None:
-        token = apiserver.service_account_token(NS, "workerpool-operator")
-        kubeconfig = apiserver.kubeconfig_for_token(token, "operator", NS)
+    def __init__(self, apiserver: Any, tmp: Path, namespace: str = NS) -> None:
+        token = apiserver.service_account_token(namespace, "workerpool-operator")
+        kubeconfig = apiserver.kubeconfig_for_token(token, "operator", namespace)
+        tmp.mkdir(parents=True, exist_ok=True)
         self.log_path = tmp / "operator.log"
         env = {**os.environ, "KUBECONFIG": str(kubeconfig), "WORKERPOOL_STATE_DIR": str(tmp / "state"),
                "PYTHONPATH": f"{TESTS}{os.pathsep}{ROOT}"}
         self._log = open(self.log_path, "w")
         self.started = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, "-m", "workerpool", "operator", "-n", NS],
+        self.proc = subprocess.Popen([sys.executable, "-m", "workerpool", "operator", "-n", namespace],
                                      stdout=self._log, stderr=subprocess.STDOUT, env=env)
         self.ps = psutil.Process(self.proc.pid)
 
@@ -148,6 +149,14 @@ def test_apply_scale_edit_delete(operator: Operator, cluster: Any, redis_url: st
     wait_until(lambda: get(cluster, "emails")["status"].get("observedGeneration") == generation, 10,
                what="observedGeneration to follow")
 
+    before = {p.pid for p in operator.workers("emails")}
+    cluster.kubectl("patch", "wp", "emails", "-n", NS, "--type=merge",
+                    "-p", '{"spec": {"handler": "handlers:echo"}}')
+    wait_until(lambda: len(operator.workers("emails", "permanent")) == 5
+               and not before & {p.pid for p in operator.workers("emails")}, 20,
+               what="every worker replaced after the handler changed")
+    assert q.result(q.enqueue("new handler"), timeout=10) == "new handler"
+
     cluster.kubectl("delete", "wp", "emails", "-n", NS, "--wait=true", "--timeout=60s")
     assert operator.workers("emails") == []
     assert "Traceback" not in operator.log()
@@ -230,3 +239,46 @@ def test_operator_pod_passes_restricted_pod_security(cluster: Any) -> None:
     refused = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(weaker),
                               check=False)
     assert refused.returncode != 0 and "restricted" in refused.stderr  # the check is real
+
+
+def test_operator_stop_drains_and_kill9_loses_nothing(cluster: Any, redis_url: str, r: Any,
+                                                      tmp_path: Path) -> None:
+    """SIGTERM drains the pools; kill -9 takes masters and workers with it, nothing is lost."""
+    ns = cluster.create_namespace("lifecycle")
+    rbac = (DEPLOY / "rbac.yaml").read_text().replace("namespace: workerpool", f"namespace: {ns}")
+    cluster.kubectl("apply", "-f", "-", input=rbac)
+    doc = pool_doc("life", redis_url, minWorkers=2, maxWorkers=2, prefetch=1)
+    doc["metadata"]["namespace"] = ns
+    q = Queue("life", redis_url=redis_url)
+
+    first = Operator(cluster, tmp_path / "1", ns)
+    apply(cluster, doc)
+    wait_until(lambda: len(first.workers("life")) == 2, 30, what="2 workers")
+    q.enqueue({"s": 1.5, "n": 1, "tag": "life"})
+    wait_until(lambda: q.stats()["in_flight"] == 1, 10, what="a task in hand")
+    assert first.stop() == 0  # SIGTERM, as Kubernetes sends it: the pool drains first
+    assert [json.loads(x)["n"] for x in r.lrange("served:life", 0, -1)] == [1]
+
+    second = Operator(cluster, tmp_path / "2", ns)
+    wait_until(lambda: len(second.workers("life")) == 2, 30, what="the pool resumed")
+    q.enqueue({"s": 2, "n": 2, "tag": "life"})
+    wait_until(lambda: q.stats()["in_flight"] == 1, 10, what="a long task in hand")
+    tree = second.ps.children(recursive=True)
+    second.proc.kill()
+    assert second.stop() == -signal.SIGKILL
+    wait_until(lambda: not any(_alive(p) for p in tree), 3, what="masters and workers to die too")
+
+    third = Operator(cluster, tmp_path / "3", ns)
+    try:
+        wait_until(lambda: sorted(json.loads(x)["n"] for x in r.lrange("served:life", 0, -1)) == [1, 2],
+                   30, what="the task in hand at the kill to be served by the next operator")
+        cluster.kubectl("delete", "wp", "life", "-n", ns, "--wait=true", "--timeout=60s")
+    finally:
+        third.stop()
+
+
+def _alive(p: psutil.Process) -> bool:
+    try:
+        return p.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False

@@ -101,7 +101,7 @@ class Pool:
         child = Child(pid, role, worker_id, slot, time.monotonic())
         self.children[pid] = child
         self.upkeep.next_heartbeat = 0.0  # publish the new numbers on the next tick
-        logs.event("worker forked", role=role, worker=pid,
+        logs.event("worker forked", worker_role=role, worker=pid,
                    fork_ms=round((time.perf_counter() - began) * 1000, 2))
         return child
 
@@ -135,7 +135,7 @@ class Pool:
         for child in candidates[:count]:
             child.retiring = True
             _kill(child.pid, signal.SIGTERM)
-            logs.event("worker retiring", role=role, worker=child.pid)
+            logs.event("worker retiring", worker_role=role, worker=child.pid)
 
     def on_exit(self, pid: int, status: int) -> bool:
         """A child was reaped: log, queue its tasks for recovery; True if it could not boot."""
@@ -146,7 +146,8 @@ class Pool:
         clean = status >= 0 and status in CLEAN_EXITS
         reason = child.killed_for or ExitCode.describe(status)
         level = logging.INFO if clean or child.killed_for == "shutdown" else logging.WARNING
-        logs.event("worker exited", level=level, role=child.role, worker=pid, reason=reason)
+        logs.event("worker exited", level=level, worker_role=child.role, worker=pid,
+                   reason=reason)
         charge = seen.position if (seen.busy and not clean and child.killed_for != "shutdown") else -1
         self.upkeep.recoveries.append((child.worker_id, charge))
         self.try_recover_pending()  # if Redis is down, the next ticks retry

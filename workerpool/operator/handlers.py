@@ -12,6 +12,7 @@ from typing import Any
 import kopf
 import redis
 
+from .. import logs
 from ..errors import SpecError
 from ..protocol import Keys
 from ..queue import connect, read_stats
@@ -40,12 +41,14 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = 120
     settings.watching.client_timeout = 150
+    # kopf logs every timer run ("succeeded") at INFO: once a second per pool is noise
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
 
 @kopf.on.cleanup()
 def drain_all(logger: logging.Logger, **_: Any) -> None:
     """The operator is stopping (SIGTERM from Kubernetes): drain every pool."""
-    logger.info("draining %d pool(s)", len(MASTERS.running))
+    logs.event("operator stopping: draining every pool", pools=len(MASTERS.running))
     MASTERS.stop_all()
 
 
@@ -73,8 +76,8 @@ def start(name: str, namespace: str, spec: dict[str, Any], logger: logging.Logge
           **_: Any) -> None:
     parsed, url = pool_spec(name, namespace, spec)
     master = MASTERS.start(_key(namespace, name), parsed, url)
-    logger.info("master started pid=%d queue=%s redis=%s", master.pid, parsed.queue,
-                redact_url(url))
+    logs.event("master started", pool=_key(namespace, name), master=master.pid, queue=parsed.queue,
+               redis=redact_url(url))
 
 
 @kopf.on.update(*_RESOURCE, field="spec")
@@ -89,7 +92,7 @@ def update(name: str, namespace: str, spec: dict[str, Any], body: kopf.Body,
 @kopf.on.delete(*_RESOURCE)
 def delete(name: str, namespace: str, logger: logging.Logger, **_: Any) -> None:
     code = MASTERS.stop(_key(namespace, name))
-    logger.info("pool drained, master exited with %s", code)
+    logs.event("pool deleted and drained", pool=_key(namespace, name), master_exit_code=code)
 
 
 @kopf.timer(*_RESOURCE, interval=STATUS_INTERVAL_S)
