@@ -92,17 +92,21 @@ class Pool:
         worker_id = f"{self.master_id}.{len(self.children)}.{slot}.{random.getrandbits(24):06x}"
         began = time.perf_counter()
         config = WorkerConfig(self.spec, role, worker_id, self.master_pid,
-                              self.slots.writer(slot), self.handler, self.error_handler, began)
+                              self.slots.writer(slot), self.handler, self.error_handler)
         worker = Worker(config, self.redis_url)
+        worker.prepare()
         gc.freeze()  # keep the master's objects out of the children's collections: pages stay shared
+        worker.forked_at = time.perf_counter()
         pid = os.fork()
         if pid == 0:
             self._child_main(worker)
+        worker.hand_over(pid)
         child = Child(pid, role, worker_id, slot, time.monotonic())
         self.children[pid] = child
         self.upkeep.next_heartbeat = 0.0  # publish the new numbers on the next tick
         logs.event("worker forked", worker_role=role, worker=pid,
-                   fork_ms=round((time.perf_counter() - began) * 1000, 2))
+                   prepare_ms=round((worker.forked_at - began) * 1000, 2),
+                   fork_ms=round((time.perf_counter() - worker.forked_at) * 1000, 2))
         return child
 
     def _child_main(self, worker: Worker) -> None:
