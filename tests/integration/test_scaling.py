@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 
@@ -37,27 +38,36 @@ def test_crashed_permanent_worker_is_replaced(start_pool):
     assert "killed by SIGKILL" in pool.log()
 
 
-def test_sighup_applies_new_sizes(start_pool):
-    doc = manifest("resize", handler="handlers:echo", minWorkers=2, maxWorkers=6)
+def reload(pool, doc, **changes):
+    """Edit the pool's file and send SIGHUP, as a user would."""
+    doc["spec"].update(changes)
+    pool.write(doc)
+    pool.signal(signal.SIGHUP)
+
+
+def test_sighup_applies_new_sizes_and_timeouts_without_dropping_tasks(start_pool, redis_url, r):
+    doc = manifest("resize", handler="handlers:record", minWorkers=2, maxWorkers=6, prefetch=1)
     pool = start_pool(doc)
     pool.wait_workers(2, 0)
-    doc["spec"]["minWorkers"] = 4
-    pool.write(doc)
-    pool.signal(signal.SIGHUP)
+    reload(pool, doc, minWorkers=4)
     pool.wait_workers(4, 0)
-    doc["spec"]["minWorkers"] = 1
-    pool.write(doc)
-    pool.signal(signal.SIGHUP)
+    q = Queue("resize", redis_url=redis_url)
+    q.enqueue_many({"s": 0.3, "n": n, "tag": "hup"} for n in range(8))
+    wait_until(lambda: q.stats()["in_flight"] >= 4, 10, what="tasks in hand")
+    old = {w.pid for w in pool.workers()}
+    reload(pool, doc, minWorkers=1, maxWorkers=1, taskTimeoutSeconds=60)  # a worker-level change
+    wait_until(lambda: q.stats()["processed"] == 8, 20, what="every task served across the reload")
     pool.wait_workers(1, 0)
+    assert not old & {w.pid for w in pool.workers()}  # workers replaced, gracefully
+    assert sorted(json.loads(x)["n"] for x in r.lrange("served:hup", 0, -1)) == list(range(8))
+    assert "killed" not in pool.log()
 
 
 def test_sighup_with_a_bad_file_keeps_running(start_pool):
     doc = manifest("badhup", handler="handlers:echo", minWorkers=2, maxWorkers=2)
     pool = start_pool(doc)
     pool.wait_workers(2, 0)
-    doc["spec"]["minWorkers"] = 5
-    pool.write(doc)
-    pool.signal(signal.SIGHUP)
+    reload(pool, doc, minWorkers=5)
     wait_until(lambda: "reload failed" in pool.log(), 5, what="the reload error in the log")
     assert "spec.minWorkers" in pool.log()
     assert pool.count() == 2 and pool.proc.poll() is None
