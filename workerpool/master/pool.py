@@ -73,6 +73,7 @@ class Pool:
         self.master_pid = os.getpid()
         self.child_setup = child_setup
         self.children: dict[int, Child] = {}
+        self.slot_of: dict[str, int] = {}  # worker id -> its shared-memory slot
         self.redis = connect(redis_url, socket_timeout=2.0)
         self.promote = self.redis.register_script(protocol.PROMOTE)
         self.recover = self.redis.register_script(protocol.RECOVER)
@@ -86,28 +87,47 @@ class Pool:
     def live(self, role: str) -> list[Child]:
         return [c for c in self.children.values() if c.role == role and not c.retiring]
 
-    def spawn(self, role: str) -> Child:
-        """Fork one worker; the child never returns from here."""
-        slot = self.slots.acquire()
-        worker_id = f"{self.master_id}.{len(self.children)}.{slot}.{random.getrandbits(24):06x}"
+    def spawn(self, role: str, count: int = 1) -> list[Child]:
+        """Fork `count` workers of `role`; the children never return from here.
+
+        Every worker is prepared (client connected, registered) first and the forks follow
+        back to back: whatever the master writes between two forks stays private in the
+        earlier children, so nothing but the fork itself happens in between.
+        """
         began = time.perf_counter()
+        workers = [self._prepare(role) for _ in range(count)]
+        prepared = time.perf_counter()
+        gc.freeze()  # keep the master's objects out of the children's collections: pages stay shared
+        pids = []
+        for worker in workers:
+            worker.forked_at = time.perf_counter()
+            pid = os.fork()
+            if pid == 0:
+                self._child_main(worker)
+            pids.append(pid)
+        forked = time.perf_counter()
+        children = []
+        for worker, pid in zip(workers, pids, strict=True):
+            worker.hand_over(pid)
+            cfg = worker.cfg
+            children.append(Child(pid, role, cfg.worker_id, self.slot_of[cfg.worker_id], time.monotonic()))
+            self.children[pid] = children[-1]
+            logs.event("worker forked", worker_role=role, worker=pid,
+                       prepare_ms=round((prepared - began) * 1000 / count, 2),
+                       fork_ms=round((forked - prepared) * 1000 / count, 2))
+        self.upkeep.next_heartbeat = 0.0  # publish the new numbers on the next tick
+        return children
+
+    def _prepare(self, role: str) -> Worker:
+        """Build, connect and register one worker in the master, ready to fork."""
+        slot = self.slots.acquire()
+        worker_id = f"{self.master_id}.{slot}.{random.getrandbits(32):08x}"
+        self.slot_of[worker_id] = slot
         config = WorkerConfig(self.spec, role, worker_id, self.master_pid,
                               self.slots.writer(slot), self.handler, self.error_handler)
         worker = Worker(config, self.redis_url)
         worker.prepare()
-        gc.freeze()  # keep the master's objects out of the children's collections: pages stay shared
-        worker.forked_at = time.perf_counter()
-        pid = os.fork()
-        if pid == 0:
-            self._child_main(worker)
-        worker.hand_over(pid)
-        child = Child(pid, role, worker_id, slot, time.monotonic())
-        self.children[pid] = child
-        self.upkeep.next_heartbeat = 0.0  # publish the new numbers on the next tick
-        logs.event("worker forked", worker_role=role, worker=pid,
-                   prepare_ms=round((worker.forked_at - began) * 1000, 2),
-                   fork_ms=round((time.perf_counter() - worker.forked_at) * 1000, 2))
-        return child
+        return worker
 
     def _child_main(self, worker: Worker) -> None:
         config = worker.cfg
@@ -144,6 +164,7 @@ class Pool:
     def on_exit(self, pid: int, status: int) -> bool:
         """A child was reaped: log, queue its tasks for recovery; True if it could not boot."""
         child = self.children.pop(pid)
+        self.slot_of.pop(child.worker_id, None)
         self.upkeep.next_heartbeat = 0.0
         seen = self.slots.read(child.slot)
         self.slots.release(child.slot)
@@ -195,10 +216,10 @@ class Pool:
             seen = self.observe()
             logs.event("scaling up", waiting=seen.waiting, busy=seen.busy,
                        forking=d.fork_temporary)
-        for _ in range(d.fork_permanent):
-            self.spawn("permanent")
-        for _ in range(d.fork_temporary):
-            self.spawn("temporary")
+        if d.fork_permanent:
+            self.spawn("permanent", d.fork_permanent)
+        if d.fork_temporary:
+            self.spawn("temporary", d.fork_temporary)
         if d.retire_permanent:
             self.retire("permanent", d.retire_permanent)
         if d.retire_temporary:
