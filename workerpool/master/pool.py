@@ -137,7 +137,7 @@ class Pool:
             die_with_parent(signal.SIGKILL)
             if not parent_is(config.master_pid):  # the master died before prctl took effect
                 os._exit(ExitCode.ORPHANED)
-            random.seed()
+            # no random.seed(): the random module reseeds itself in a forked child
             logs.set_role(config.role)
             set_title(f"worker[{config.role}] pool={self.spec.name}")
             code = run_worker(worker)
