@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+import redis
 import yaml
 from helpers import ROOT, TESTS, manifest, wait_until
 
@@ -82,3 +83,28 @@ def test_unreachable_redis_is_a_clear_error():
     done = cli("stats", "--queue", "x", "--redis-url", "redis://:secret@127.0.0.1:1/0")
     assert done.returncode == 1 and "Redis at redis://:***@127.0.0.1:1/0" in done.stderr
     assert "secret" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_redis_password_never_shows_in_logs_or_process_titles(start_pool, tmp_path):
+    from helpers import RedisServer
+
+    own = RedisServer(tmp_path).start()
+    try:
+        redis.Redis.from_url(own.url).config_set("requirepass", "hunter2-secret")
+        url = own.url.replace("redis://", "redis://:hunter2-secret@")
+        pool = start_pool(manifest("secret", handler="handlers:echo", minWorkers=2, maxWorkers=2),
+                          "--redis-url", url, url=url)
+        pool.wait_workers(2, 0)
+        from workerpool import Queue
+
+        q = Queue("secret", redis_url=url)
+        assert q.result(q.enqueue("x"), timeout=10) == "x"
+        assert "hunter2" not in repr(q)
+        titles = [" ".join(p.cmdline()) for p in [pool.ps, *pool.workers()]]
+        assert all(t.startswith("workerpool: ") for t in titles), titles
+        assert not any("hunter2" in t for t in titles)
+        own.stop()  # an outage: the errors logged must not carry the URL's password either
+        wait_until(lambda: "redis unavailable" in pool.log(), 10, what="the outage in the log")
+        assert "hunter2" not in pool.log()
+    finally:
+        own.stop()

@@ -67,9 +67,15 @@ class Operator:
 
 @pytest.fixture(scope="module")
 def cluster(apiserver: Any) -> Any:
-    """deploy/'s namespace, CRD and RBAC applied as a user would (kubectl apply)."""
-    for name in ("namespace.yaml", "crd.yaml", "rbac.yaml"):
-        apiserver.kubectl("apply", "-f", str(DEPLOY / name))
+    """deploy/ applied as the README says (`kubectl apply -k deploy/`). No controller-manager or
+    kubelet runs here, so the operator Deployment stays inert; the tests run the operator
+    themselves with the ServiceAccount's token."""
+    done = apiserver.kubectl("apply", "-k", str(DEPLOY))
+    for kind in ("namespace/workerpool", "customresourcedefinition.apiextensions.k8s.io/workerpools",
+                 "serviceaccount/workerpool-operator", "role.rbac.authorization.k8s.io/workerpool-operator",
+                 "rolebinding.rbac.authorization.k8s.io/workerpool-operator",
+                 "deployment.apps/workerpool-operator"):
+        assert kind in done.stdout, done.stdout
     apiserver.kubectl("wait", "--for=condition=Established", "--timeout=60s",
                       "crd/workerpools.workerpool.dev")
     return apiserver
@@ -282,3 +288,9 @@ def _alive(p: psutil.Process) -> bool:
         return p.status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def test_the_example_applies(cluster: Any) -> None:
+    done = cluster.kubectl("apply", "--dry-run=server", "--validate=strict",
+                           "-f", str(DEPLOY / "examples" / "workerpool.yaml"))
+    assert "workerpool.workerpool.dev/emails created (server dry run)" in done.stdout
