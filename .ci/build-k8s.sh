@@ -92,7 +92,9 @@ build() {
 
 main() {
   if have_all; then elapsed "cached"; return 0; fi
-  command -v go >/dev/null || { log "go is not installed"; exit 1; }
+  # the machine image ships Go in /usr/local/go; a login shell may not have it on PATH
+  command -v go >/dev/null || [[ ! -x /usr/local/go/bin/go ]] || PATH="/usr/local/go/bin:$PATH"
+  command -v go >/dev/null || { log "go is not installed (needed to build kube-apiserver)"; exit 1; }
   log "building Kubernetes $K8S_VERSION (~6 min on 2 cores with empty Go caches)"
   write_module
   build

@@ -27,7 +27,8 @@ DEPLOY = ROOT / "deploy"
 class Operator:
     """`workerpool operator` in a subprocess, logged in with the ServiceAccount's token."""
 
-    def __init__(self, apiserver: Any, tmp: Path, namespace: str = NS) -> None:
+    def __init__(self, apiserver: Any, tmp: Path, namespace: str = NS,
+                 watch: tuple[str, ...] = ()) -> None:
         token = apiserver.service_account_token(namespace, "workerpool-operator")
         kubeconfig = apiserver.kubeconfig_for_token(token, "operator", namespace)
         tmp.mkdir(parents=True, exist_ok=True)
@@ -36,7 +37,8 @@ class Operator:
                "PYTHONPATH": f"{TESTS}{os.pathsep}{ROOT}"}
         self._log = open(self.log_path, "w")
         self.started = time.monotonic()
-        self.proc = subprocess.Popen([sys.executable, "-m", "workerpool", "operator", "-n", namespace],
+        self.proc = subprocess.Popen([sys.executable, "-m", "workerpool", "operator",
+                                      *(watch or ("-n", namespace))],
                                      stdout=self._log, stderr=subprocess.STDOUT, env=env)
         self.ps = psutil.Process(self.proc.pid)
 
@@ -294,3 +296,19 @@ def test_the_example_applies(cluster: Any) -> None:
     done = cluster.kubectl("apply", "--dry-run=server", "--validate=strict",
                            "-f", str(DEPLOY / "examples" / "workerpool.yaml"))
     assert "workerpool.workerpool.dev/emails created (server dry run)" in done.stdout
+
+
+def test_all_namespaces_mode_with_the_cluster_role(cluster: Any, redis_url: str, tmp_path: Path) -> None:
+    """`--all-namespaces` with deploy/cluster-wide/rbac.yaml serves a pool in any namespace."""
+    cluster.kubectl("apply", "-f", str(DEPLOY / "cluster-wide" / "rbac.yaml"))
+    ns = cluster.create_namespace("anywhere")
+    op = Operator(cluster, tmp_path, NS, watch=("--all-namespaces",))
+    try:
+        doc = pool_doc("wide", redis_url, minWorkers=2, maxWorkers=2)
+        doc["metadata"]["namespace"] = ns
+        apply(cluster, doc)
+        wait_until(lambda: len(op.workers("wide")) == 2, 30, what="2 workers; log:\n" + op.log()[-2000:])
+        cluster.kubectl("delete", "wp", "wide", "-n", ns, "--wait=true", "--timeout=60s")
+        assert op.workers("wide") == []
+    finally:
+        assert op.stop() == 0
