@@ -75,6 +75,7 @@ def test_kill9_storm_during_a_batched_drain_loses_nothing(start_pool, redis_url,
                    what="progress before the next kill")
         victim.kill()
         kills += 1
+        wait_until(lambda victim=victim: not _alive(victim), 5, what="the victim to be gone")
     wait_until(lambda: len(set(served(r, "storm"))) == total, 60, what="every task served")
     assert q.stats()["dead_lettered"] == 0
     duplicates = r.llen("served:storm") - total

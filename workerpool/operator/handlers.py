@@ -107,8 +107,10 @@ def publish_status(name: str, namespace: str, spec: dict[str, Any], meta: kopf.M
     counters: dict[str, int] = {}
     if master is not None:
         try:
-            client = memo.get("redis") or connect(master.redis_url, socket_timeout=2)
-            memo["redis"] = client
+            url, client = memo.get("redis", (None, None))
+            if url != master.redis_url:  # first run, or the pool moved to another Redis
+                client = connect(master.redis_url, socket_timeout=2)
+                memo["redis"] = (master.redis_url, client)
             stats = read_stats(client, Keys(master.spec.queue))
             counters = st.counts(stats, master.pid, socket.gethostname())
         except redis.RedisError as e:
