@@ -26,11 +26,13 @@ def echo(payload: Any) -> Any:
 
 
 def record(payload: Any) -> Any:
-    """Sleep payload['s'] seconds (if a dict), then append the payload to 'served:<tag>'."""
+    """Note 'started:<tag>', sleep payload['s'] seconds (if a dict), append to 'served:<tag>'."""
     tag = "all"
     if isinstance(payload, dict):
-        time.sleep(payload.get("s", 0))
         tag = payload.get("tag", "all")
+        if payload.get("s"):
+            _redis().rpush(f"started:{tag}", json.dumps(payload))
+            time.sleep(payload["s"])
     _redis().rpush(f"served:{tag}", json.dumps(payload))
     return {"served_by": os.getpid()}
 

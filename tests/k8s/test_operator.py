@@ -263,14 +263,14 @@ def test_operator_stop_drains_and_kill9_loses_nothing(cluster: Any, redis_url: s
     apply(cluster, doc)
     wait_until(lambda: len(first.workers("life")) == 2, 30, what="2 workers")
     q.enqueue({"s": 1.5, "n": 1, "tag": "life"})
-    wait_until(lambda: q.stats()["in_flight"] == 1, 10, what="a task in hand")
+    wait_until(lambda: r.llen("started:life") == 1, 10, what="the task to start")
     assert first.stop() == 0  # SIGTERM, as Kubernetes sends it: the pool drains first
     assert [json.loads(x)["n"] for x in r.lrange("served:life", 0, -1)] == [1]
 
     second = Operator(cluster, tmp_path / "2", ns)
     wait_until(lambda: len(second.workers("life")) == 2, 30, what="the pool resumed")
     q.enqueue({"s": 2, "n": 2, "tag": "life"})
-    wait_until(lambda: q.stats()["in_flight"] == 1, 10, what="a long task in hand")
+    wait_until(lambda: r.llen("started:life") == 2, 10, what="the second task to start")
     tree = second.ps.children(recursive=True)
     second.proc.kill()
     assert second.stop() == -signal.SIGKILL
