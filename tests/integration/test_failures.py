@@ -72,3 +72,4 @@ def test_task_that_kills_its_worker_ends_dead_lettered(start_pool, redis_url, r)
     assert errors(r)[0]["attempts"] == 3
     pool.wait_workers(1, 0)  # the pool replaced its worker each time and is still up
     assert pool.log().count("killed by SIGKILL") == 3
+    assert "workers crash-looping, backing off" in pool.log()

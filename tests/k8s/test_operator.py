@@ -157,6 +157,11 @@ def test_apply_scale_edit_delete(operator: Operator, cluster: Any, redis_url: st
     wait_until(lambda: get(cluster, "emails")["status"].get("observedGeneration") == generation, 10,
                what="observedGeneration to follow")
 
+    operator.workers("emails", "permanent")[0].kill()
+    wait_until(lambda: "WorkerCrashed" in cluster.kubectl("get", "events", "-n", NS).stdout, 15,
+               what="a WorkerCrashed event")
+    wait_until(lambda: len(operator.workers("emails", "permanent")) == 5, 15, what="a replacement")
+
     before = {p.pid for p in operator.workers("emails")}
     cluster.kubectl("patch", "wp", "emails", "-n", NS, "--type=merge",
                     "-p", '{"spec": {"handler": "handlers:echo"}}')

@@ -72,3 +72,10 @@ def test_operator_deployment_is_hardened():
                                     "readOnlyRootFilesystem": True, "capabilities": {"drop": ["ALL"]}}
     assert "livenessProbe" in c and "limits" in c["resources"]
     assert pod["terminationGracePeriodSeconds"] > 30 + 5  # default shutdownGraceSeconds + margin
+
+
+def test_crash_events_count_only_new_crashes():
+    stats = {"masters": [{"pid": 10, "host": "pod", "crashes": 3, "last_crash": "killed by SIGKILL"}]}
+    assert st.crash_event(stats, 10, "pod", 1) == (3, "2 worker(s) died abnormally; last: killed by SIGKILL")
+    assert st.crash_event(stats, 10, "pod", 3) == (3, None)
+    assert st.crash_event(stats, 99, "pod", 0) == (0, None)

@@ -79,6 +79,8 @@ class Pool:
         self.recover = self.redis.register_script(protocol.RECOVER)
         self.upkeep = Upkeep()
         self.crash_streak = 0
+        self.crashes = 0  # workers that died abnormally, since the master started
+        self.last_crash = ""
         self.respawn_after = 0.0
         self.draining = False
 
@@ -177,6 +179,8 @@ class Pool:
         self.upkeep.recoveries.append((child.worker_id, charge))
         self.try_recover_pending()  # if Redis is down, the next ticks retry
         if not clean and child.killed_for != "shutdown":
+            self.crashes += 1
+            self.last_crash = reason
             self._note_crash(child)
         return status == ExitCode.BOOT_FAILED
 
@@ -345,6 +349,7 @@ class Pool:
                 "pid": self.master_pid, "min": self.spec.min_workers, "max": self.spec.max_workers,
                 "permanent": len(self.live("permanent")), "temporary": len(self.live("temporary")),
                 "busy": sum(1 for w in workers if w["busy"]), "workers": workers,
+                "crashes": self.crashes, "last_crash": self.last_crash,
                 "updated_at": time.time()}
 
     # --- reload -------------------------------------------------------------------------

@@ -113,6 +113,12 @@ def publish_status(name: str, namespace: str, spec: dict[str, Any], meta: kopf.M
                 memo["redis"] = (master.redis_url, client)
             stats = read_stats(client, Keys(master.spec.queue))
             counters = st.counts(stats, master.pid, socket.gethostname())
+            pid, seen = memo.get("crashes", (None, 0))  # a new master counts from 0
+            crashes, message = st.crash_event(stats, master.pid, socket.gethostname(),
+                                              seen if pid == master.pid else 0)
+            memo["crashes"] = (master.pid, crashes)
+            if message:
+                kopf.warn(body, reason="WorkerCrashed", message=message)
         except redis.RedisError as e:
             problem = problem or ("RedisUnavailable", f"cannot read the queue's Redis: {type(e).__name__}")
     for reason, message in st.scale_events(memo.get("counters", {}), counters):

@@ -54,6 +54,19 @@ def conditions(problem: tuple[str, str] | None, generation: int,
             condition("Degraded", True, reason, message, generation, previous)]
 
 
+def crash_event(stats: dict[str, Any] | None, master_pid: int | None, host: str,
+                seen: int) -> tuple[int, str | None]:
+    """(crash count now, an Event message if workers crashed since `seen`)."""
+    mine = [m for m in (stats or {}).get("masters", [])
+            if m.get("pid") == master_pid and m.get("host") == host]
+    if not mine:
+        return seen, None
+    crashes = int(mine[0].get("crashes", 0))
+    if crashes <= seen:
+        return crashes, None
+    return crashes, f"{crashes - seen} worker(s) died abnormally; last: {mine[0].get('last_crash')}"
+
+
 def scale_events(before: dict[str, int], after: dict[str, int]) -> list[tuple[str, str]]:
     """(reason, message) for each change of worker counts worth a Kubernetes Event."""
     events = []
