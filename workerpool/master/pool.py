@@ -132,8 +132,9 @@ class Pool:
         return worker
 
     def _child_main(self, worker: Worker) -> None:
+        """The forked child: set up, serve, and leave through os._exit, never returning."""
         config = worker.cfg
-        code: int = ExitCode.BOOT_FAILED
+        code: int = ExitCode.BOOT_FAILED  # a failure before serving stops the master
         try:
             self.child_setup()
             die_with_parent(signal.SIGKILL)
@@ -142,10 +143,10 @@ class Pool:
             # no random.seed(): the random module reseeds itself in a forked child
             logs.set_role(config.role)
             set_title(f"worker[{config.role}] pool={self.spec.name}")
+            code = 1  # from here on a failure is a crash: the worker is replaced
             code = run_worker(worker)
         except BaseException:
             logs.event("worker failed", level=logging.CRITICAL, exc_info=True)
-            code = 1
         finally:
             os._exit(int(code))
 
