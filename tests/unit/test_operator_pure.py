@@ -79,3 +79,11 @@ def test_crash_events_count_only_new_crashes():
     assert st.crash_event(stats, 10, "pod", 1) == (3, "2 worker(s) died abnormally; last: killed by SIGKILL")
     assert st.crash_event(stats, 10, "pod", 3) == (3, None)
     assert st.crash_event(stats, 99, "pod", 0) == (0, None)
+
+
+def test_status_patch_holds_only_changes():
+    conds = st.conditions(None, 2, None)
+    current = {"backlog": 3, "processed": 9, "observedGeneration": 2, "conditions": conds}
+    wanted = {"backlog": 0, "processed": 9, "observedGeneration": 2,
+              "conditions": st.conditions(None, 2, conds)}
+    assert st.changed(current, wanted) == {"backlog": 0}

@@ -125,9 +125,10 @@ def publish_status(name: str, namespace: str, spec: dict[str, Any], meta: kopf.M
         kopf.info(body, reason=reason, message=message)
     memo["counters"] = counters
     generation = int(meta.get("generation") or 0)
-    patch.status.update(counters)
-    patch.status["observedGeneration"] = generation
-    patch.status["conditions"] = st.conditions(problem, generation, status.get("conditions"))
+    wanted = {**counters, "observedGeneration": generation,
+              "conditions": st.conditions(problem, generation, status.get("conditions"))}
+    # only what changed: an idle pool costs the API server no write at all
+    patch.status.update(st.changed(status, wanted))
 
 
 def _restart_if_exited(key: str, master: Any, name: str, namespace: str, spec: dict[str, Any],

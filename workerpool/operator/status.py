@@ -67,6 +67,11 @@ def crash_event(stats: dict[str, Any] | None, master_pid: int | None, host: str,
     return crashes, f"{crashes - seen} worker(s) died abnormally; last: {mine[0].get('last_crash')}"
 
 
+def changed(current: Any, wanted: dict[str, Any]) -> dict[str, Any]:
+    """The fields of `wanted` whose value differs from the object's current status."""
+    return {k: v for k, v in wanted.items() if current.get(k) != v}
+
+
 def scale_events(before: dict[str, int], after: dict[str, int]) -> list[tuple[str, str]]:
     """(reason, message) for each change of worker counts worth a Kubernetes Event."""
     events = []
