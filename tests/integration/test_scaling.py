@@ -6,6 +6,7 @@ import json
 import signal
 import time
 
+import yaml
 from helpers import manifest, wait_until
 
 from workerpool import Queue
@@ -112,3 +113,29 @@ def test_worker_exit_during_a_redis_outage_does_not_kill_the_master(start_pool, 
         assert pool.stop() == 0
     finally:
         own.stop()
+
+
+def test_sighup_moves_a_pool_to_another_queue_and_adds_and_removes_pools(start_pool, redis_url, r):
+    doc = manifest("mover", handler="handlers:record", queue="old-q", minWorkers=2, maxWorkers=2)
+    pool = start_pool(doc)
+    pool.wait_workers(2, 0)
+    old = {w.pid for w in pool.workers()}
+    Queue("old-q", redis_url=redis_url).enqueue({"s": 0.5, "n": 1, "tag": "mv"})
+    wait_until(lambda: r.llen("started:mv") == 1, 10, what="a task running on the old queue")
+    extra = manifest("extra", handler="handlers:echo", minWorkers=1, maxWorkers=1)
+    doc["spec"]["queue"] = "new-q"
+    pool.file.write_text(yaml.safe_dump_all([doc, extra]))
+    pool.signal(signal.SIGHUP)
+    pool.wait_workers(3, 0)  # 2 on the new queue + 1 for the added pool
+    wait_until(lambda: not old & {w.pid for w in pool.workers()}, 10, what="old workers drained")
+    assert [json.loads(x)["n"] for x in r.lrange("served:mv", 0, -1)] == [1]  # finished, not cut
+    new_q, extra_q = Queue("new-q", redis_url=redis_url), Queue("extra", redis_url=redis_url)
+    served_by = new_q.result(new_q.enqueue("x"), timeout=10)["served_by"]
+    assert served_by in {w.pid for w in pool.workers()} - old
+    assert extra_q.result(extra_q.enqueue("y"), timeout=10) == "y"
+    pool.write(manifest("extra", handler="handlers:echo", minWorkers=1, maxWorkers=1))
+    pool.signal(signal.SIGHUP)  # "mover" left the file: it drains away
+    pool.wait_workers(1, 0)
+    assert Queue("old-q", redis_url=redis_url).stats()["masters"] == []
+    assert pool.stop() == 0
+

@@ -42,8 +42,8 @@ class Master:
         self.master_id = f"{socket.gethostname()}-{os.getpid()}-{random.getrandbits(16):04x}"
         self.slots = SlotTable()
         self._wake_r, self._wake_w = os.pipe()
-        self.pools = {s.name: Pool(s, redis_url_of(s), self.slots, self.master_id, self._child_setup)
-                      for s in specs}
+        self.pools = {s.name: self._new_pool(s) for s in specs}
+        self.retiring: list[Pool] = []  # pools replaced or removed on reload, draining
         self.reload_specs = reload
         self.stopping = False
         self.deadline = 0.0
@@ -52,6 +52,12 @@ class Master:
             signal.SIGTERM: self.stop, signal.SIGINT: self.stop, signal.SIGQUIT: self.kill_now,
             signal.SIGHUP: self.reload, signal.SIGCHLD: lambda: None,
         }
+
+    def _new_pool(self, spec: PoolSpec) -> Pool:
+        return Pool(spec, redis_url_of(spec), self.slots, self.master_id, self._child_setup)
+
+    def _all_pools(self) -> list[Pool]:
+        return [*self.pools.values(), *self.retiring]
 
     # --- signals ------------------------------------------------------------------------
 
@@ -97,8 +103,9 @@ class Master:
                     break
                 continue
             now = time.monotonic()
-            for pool in list(self.pools.values()):
+            for pool in self._all_pools():
                 pool.tick(now)
+            self._drop_drained_pools()
         self._finish()
         return self.exit_code
 
@@ -112,7 +119,7 @@ class Master:
             if pid == 0:
                 return
             code = os.waitstatus_to_exitcode(status)
-            pool = next((p for p in self.pools.values() if pid in p.children), None)
+            pool = next((p for p in self._all_pools() if pid in p.children), None)
             if pool is None:
                 logs.event("reaped a process we did not start", level=logging.DEBUG,
                            child=pid, status=code)
@@ -130,11 +137,11 @@ class Master:
             self.kill_now()
             return
         self.stopping = True
-        grace = max((p.spec.shutdown_grace_s for p in self.pools.values()), default=0.0)
+        grace = max((p.spec.shutdown_grace_s for p in self._all_pools()), default=0.0)
         self.deadline = time.monotonic() + grace
         logs.event("master stopping: workers finish their current task",
                    grace_s=grace, workers=self._count())
-        for pool in self.pools.values():
+        for pool in self._all_pools():
             pool.draining = True
             pool.signal_all(signal.SIGTERM)
 
@@ -144,7 +151,7 @@ class Master:
         self.deadline = 0.0
         if self._count():
             logs.event("killing workers now", level=logging.WARNING, workers=self._count())
-        for pool in self.pools.values():
+        for pool in self._all_pools():
             pool.draining = True
             pool.signal_all(signal.SIGKILL, reason="shutdown")
 
@@ -155,14 +162,14 @@ class Master:
         if time.monotonic() >= self.deadline and self.deadline:
             logs.event("grace period over", level=logging.WARNING, workers=self._count())
             self.kill_now()
-        for pool in self.pools.values():
+        for pool in self._all_pools():
             pool.tick(time.monotonic())  # keep heartbeats and recoveries going
         return False
 
     def _finish(self) -> None:
         """Return the last tasks to the queue, withdraw from Redis, log the exit."""
         give_up = time.monotonic() + RECOVERY_PATIENCE_S
-        for pool in self.pools.values():
+        for pool in self._all_pools():
             while not pool.try_recover_pending() and time.monotonic() < give_up:
                 self._wait(0.5)
             if pool.upkeep.recoveries:
@@ -172,12 +179,13 @@ class Master:
         logs.event("master exiting", code=self.exit_code)
 
     def _count(self) -> int:
-        return sum(len(p.children) for p in self.pools.values())
+        return sum(len(p.children) for p in self._all_pools())
 
     # --- reload -------------------------------------------------------------------------
 
     def reload(self) -> None:
-        """SIGHUP: re-read the manifests; sizes apply at once, other changes roll the workers."""
+        """SIGHUP: re-read the manifests. Sizes apply at once; other changes roll the workers;
+        a pool whose queue or Redis changed, or that left the file, drains and a new one starts."""
         if self.reload_specs is None or self.stopping:
             return
         try:
@@ -186,16 +194,38 @@ class Master:
             logs.event("reload failed; keeping the running configuration", level=logging.ERROR,
                        error=str(e))
             return
+        for name in [n for n in self.pools if n not in specs]:
+            self._retire_pool(self.pools.pop(name))
         for name, spec in specs.items():
-            pool = self.pools.get(name)
             try:
-                if pool and (pool.spec.queue, pool.redis_url) == (spec.queue, redis_url_of(spec)):
-                    pool.update(spec)
-                else:
-                    logs.event("pool added on reload; restart to change queue or Redis",
-                               level=logging.WARNING, pool=name)
+                self._reload_pool(name, spec)
             except WorkerPoolError as e:
                 logs.event("reload of a pool failed", level=logging.ERROR, pool=name, error=str(e))
+
+    def _reload_pool(self, name: str, spec: PoolSpec) -> None:
+        pool = self.pools.get(name)
+        if pool and (pool.spec.queue, pool.redis_url) == (spec.queue, redis_url_of(spec)):
+            pool.update(spec)
+            return
+        fresh = self._new_pool(spec)  # imports the handler: fails before anything changes
+        if pool:
+            self._retire_pool(pool)
+        self.pools[name] = fresh
+        logs.event("pool started on reload", pool=name, queue=spec.queue)
+
+    def _retire_pool(self, pool: Pool) -> None:
+        """Drain a pool that the file no longer describes; it is dropped once empty."""
+        logs.event("pool draining on reload", pool=pool.spec.name, queue=pool.spec.queue,
+                   workers=len(pool.children))
+        pool.draining = True
+        pool.signal_all(signal.SIGTERM)
+        self.retiring.append(pool)
+
+    def _drop_drained_pools(self) -> None:
+        for pool in [p for p in self.retiring if not p.children]:
+            if pool.try_recover_pending():
+                pool.withdraw()
+                self.retiring.remove(pool)
 
 
 def _record_only(signum: int, frame: object) -> None:
