@@ -73,7 +73,6 @@ class Pool:
         self.master_pid = os.getpid()
         self.child_setup = child_setup
         self.children: dict[int, Child] = {}
-        self.slot_of: dict[str, int] = {}  # worker id -> its shared-memory slot
         self.redis = connect(redis_url, socket_timeout=2.0)
         self.promote = self.redis.register_script(protocol.PROMOTE)
         self.recover = self.redis.register_script(protocol.RECOVER)
@@ -97,39 +96,42 @@ class Pool:
         earlier children, so nothing but the fork itself happens in between.
         """
         began = time.perf_counter()
-        workers = [self._prepare(role) for _ in range(count)]
+        prepared_workers = [self._prepare(role) for _ in range(count)]
         prepared = time.perf_counter()
         gc.freeze()  # keep the master's objects out of the children's collections: pages stay shared
-        pids = []
-        for worker in workers:
-            worker.forked_at = time.perf_counter()
-            pid = os.fork()
-            if pid == 0:
-                self._child_main(worker)
-            pids.append(pid)
+        pids: list[int] = []
+        try:
+            for worker, _ in prepared_workers:
+                worker.forked_at = time.perf_counter()
+                pid = os.fork()
+                if pid == 0:
+                    self._child_main(worker)
+                pids.append(pid)
+        except OSError as e:  # EAGAIN or ENOMEM: keep what was forked, try again next tick
+            logs.event("fork failed", level=logging.ERROR, error=str(e))
+            for _, slot in prepared_workers[len(pids):]:
+                self.slots.release(slot)
         forked = time.perf_counter()
         children = []
-        for worker, pid in zip(workers, pids, strict=True):
+        for (worker, slot), pid in zip(prepared_workers, pids, strict=False):
             worker.hand_over(pid)
-            cfg = worker.cfg
-            children.append(Child(pid, role, cfg.worker_id, self.slot_of[cfg.worker_id], time.monotonic()))
+            children.append(Child(pid, role, worker.cfg.worker_id, slot, time.monotonic()))
             self.children[pid] = children[-1]
             logs.event("worker forked", worker_role=role, worker=pid,
                        prepare_ms=round((prepared - began) * 1000 / count, 2),
-                       fork_ms=round((forked - prepared) * 1000 / count, 2))
+                       fork_ms=round((forked - prepared) * 1000 / max(1, len(pids)), 2))
         self.upkeep.next_heartbeat = 0.0  # publish the new numbers on the next tick
         return children
 
-    def _prepare(self, role: str) -> Worker:
-        """Build, connect and register one worker in the master, ready to fork."""
+    def _prepare(self, role: str) -> tuple[Worker, int]:
+        """Build, connect and register one worker in the master, ready to fork; and its slot."""
         slot = self.slots.acquire()
         worker_id = f"{self.master_id}.{slot}.{random.getrandbits(32):08x}"
-        self.slot_of[worker_id] = slot
         config = WorkerConfig(self.spec, role, worker_id, self.master_pid,
                               self.slots.writer(slot), self.handler, self.error_handler)
         worker = Worker(config, self.redis_url)
         worker.prepare()
-        return worker
+        return worker, slot
 
     def _child_main(self, worker: Worker) -> None:
         """The forked child: set up, serve, and leave through os._exit, never returning."""
@@ -167,7 +169,6 @@ class Pool:
     def on_exit(self, pid: int, status: int) -> bool:
         """A child was reaped: log, queue its tasks for recovery; True if it could not boot."""
         child = self.children.pop(pid)
-        self.slot_of.pop(child.worker_id, None)
         self.upkeep.next_heartbeat = 0.0
         seen = self.slots.read(child.slot)
         self.slots.release(child.slot)
