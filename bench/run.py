@@ -226,6 +226,26 @@ def burst(rd: Redis) -> dict[str, float]:
             "boot_ms_median": statistics.median(boot) if boot else float("nan")}
 
 
+def lone_forks(rd: Redis, forks: int = 20) -> dict[str, float]:
+    """fork() -> ready of single workers: SIGHUP toggles minWorkers 1 <-> 2, one fork each time."""
+    rd.client.flushall()
+    pool = Pool(rd.url, "lone", "INFO", minWorkers=1, maxWorkers=2)
+    q = Queue("lone", client=rd.client)
+    doc = json.loads((pool.dir / "pool.yaml").read_text())
+    try:
+        wait_until(lambda: len(pool.workers()) == 1 and q.stats()["masters"], 30)
+        for _ in range(forks):
+            for size in (2, 1):
+                doc["spec"]["minWorkers"] = size
+                (pool.dir / "pool.yaml").write_text(json.dumps(doc))
+                pool.proc.send_signal(signal.SIGHUP)
+                wait_until(lambda size=size: len(pool.workers()) == size, 10)
+    finally:
+        pool.stop()
+    boot = [float(x) for x in re.findall(r"boot_ms=([\d.]+)", pool.log.read_text())][1:]
+    return {"boot_ms_median": statistics.median(boot)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", type=int, default=20000)
@@ -249,6 +269,8 @@ def main() -> None:
             add("enqueue_many_per_s", enqueue_rate(rd, 100000))
             for k, v in burst(rd).items():
                 add(f"burst_{k}", v)
+            for k, v in lone_forks(rd).items():
+                add(f"lone_fork_{k}", v)
     finally:
         rd.stop()
     report(runs, rd.version, args.json)
