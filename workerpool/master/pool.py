@@ -88,7 +88,7 @@ class Pool:
     def live(self, role: str) -> list[Child]:
         return [c for c in self.children.values() if c.role == role and not c.retiring]
 
-    def spawn(self, role: str, count: int = 1) -> list[Child]:
+    def spawn(self, role: str, count: int = 1) -> None:
         """Fork `count` workers of `role`; the children never return from here.
 
         Every worker is prepared (client connected, registered) first and the forks follow
@@ -112,16 +112,13 @@ class Pool:
             for _, slot in prepared_workers[len(pids):]:
                 self.slots.release(slot)
         forked = time.perf_counter()
-        children = []
         for (worker, slot), pid in zip(prepared_workers, pids, strict=False):
             worker.hand_over(pid)
-            children.append(Child(pid, role, worker.cfg.worker_id, slot, time.monotonic()))
-            self.children[pid] = children[-1]
+            self.children[pid] = Child(pid, role, worker.cfg.worker_id, slot, time.monotonic())
             logs.event("worker forked", worker_role=role, worker=pid,
                        prepare_ms=round((prepared - began) * 1000 / count, 2),
                        fork_ms=round((forked - prepared) * 1000 / max(1, len(pids)), 2))
         self.upkeep.next_heartbeat = 0.0  # publish the new numbers on the next tick
-        return children
 
     def _prepare(self, role: str) -> tuple[Worker, int]:
         """Build, connect and register one worker in the master, ready to fork; and its slot."""
@@ -205,7 +202,8 @@ class Pool:
         self._poll(now)
         self._enforce_hard_timeouts(now)
         if not self.draining:
-            self.apply(decide(self.observe(), self._bounds(), now >= self.respawn_after))
+            seen = self.observe()
+            self.apply(decide(seen, self._bounds(), now >= self.respawn_after), seen)
 
     def observe(self) -> Observed:
         views = [self.slots.read(c.slot) for c in self.children.values() if not c.retiring]
@@ -217,9 +215,8 @@ class Pool:
     def _bounds(self) -> Bounds:
         return Bounds(self.spec.min_workers, self.spec.max_workers, self.spec.scale_up_backlog)
 
-    def apply(self, d: Decision) -> None:
+    def apply(self, d: Decision, seen: Observed) -> None:
         if d.fork_temporary:
-            seen = self.observe()
             logs.event("scaling up", waiting=seen.waiting, busy=seen.busy,
                        forking=d.fork_temporary)
         if d.fork_permanent:
