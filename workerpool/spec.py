@@ -6,18 +6,20 @@ FIELDS is the one source of truth: the local validator reads it, and so does
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import Any
 
 from .errors import SpecError
+from .fields import Field, ObjectField, check_object, check_scalar, no_unknown, schema_of, short
 
 API_VERSION = "workerpool.dev/v1alpha1"
 KIND = "WorkerPool"
 # Above this the per-worker shared-memory table would grow for nothing; no pod has 1,000 cores.
 MAX_WORKERS_LIMIT = 1000
+# Worker pods of one pool, at most: far past one node, and a bound for the CRD's schema.
+MAX_PODS_LIMIT = 1000
 
 # The CRD uses the same patterns (workerpool/operator/crd.py): keep them ASCII and RE2-compatible.
 REF_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_.]*$"
@@ -26,19 +28,6 @@ QUEUE_MAX_LENGTH = 200
 _REF = re.compile(REF_PATTERN)
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
 _QUEUE = re.compile(QUEUE_PATTERN)
-
-
-@dataclass(frozen=True, slots=True)
-class Field:
-    """One scalar field of spec: its manifest name, type, default and bounds."""
-
-    name: str
-    attr: str
-    kind: str  # "string" | "integer" | "number"
-    default: Any
-    minimum: float | None = None
-    maximum: float | None = None
-    description: str = ""
 
 
 FIELDS: tuple[Field, ...] = (
@@ -76,6 +65,26 @@ FIELDS: tuple[Field, ...] = (
 _BY_NAME = {f.name: f for f in FIELDS}
 _REDIS_FIELDS = ("url", "urlFrom")
 
+# spec.pods: where the pool runs when it spans pods (the operator's concern; a master ignores it)
+POD_FIELDS: tuple[Field | ObjectField, ...] = (
+    Field("min", "min_pods", "integer", 1, 0, MAX_PODS_LIMIT, "worker pods, at least"),
+    Field("max", "max_pods", "integer", 1, 1, MAX_PODS_LIMIT, "worker pods, at most"),
+    Field("stabilizationSeconds", "stabilization_s", "number", 2.0, 0, 3600,
+          "tasks must wait with every pod saturated this long before pods are added"),
+    Field("cooldownSeconds", "cooldown_s", "number", 60.0, 0, 86400,
+          "the busy workers must fit in fewer pods this long before pods are removed"),
+    Field("image", "image", "string", None, description="worker pod image; default: the operator's own"),
+    Field("serviceAccountName", "service_account_name", "string", None,
+          description="the worker pods' ServiceAccount; default: the namespace's default"),
+    ObjectField("resources", "resources", "object", "the master container's requests and limits"),
+    ObjectField("nodeSelector", "node_selector", "map", "node labels a worker pod needs"),
+    ObjectField("tolerations", "tolerations", "array", "taints a worker pod tolerates"),
+    ObjectField("affinity", "affinity", "object", "the worker pods' affinity rules"),
+    ObjectField("env", "env", "array", "extra environment for the handler (EnvVar objects)"),
+    ObjectField("volumes", "volumes", "array", "extra volumes for the handler's configuration"),
+    ObjectField("volumeMounts", "volume_mounts", "array", "where the extra volumes are mounted"),
+)
+
 
 @dataclass(frozen=True, slots=True)
 class SecretKeyRef:
@@ -83,6 +92,26 @@ class SecretKeyRef:
 
     name: str
     key: str
+
+
+@dataclass(frozen=True, slots=True)
+class PodsSpec:
+    """spec.pods: the pool runs in worker pods, each a master keeping its own workers."""
+
+    min_pods: int = 1
+    max_pods: int = 1
+    stabilization_s: float = 2.0
+    cooldown_s: float = 60.0
+    image: str | None = None
+    service_account_name: str | None = None
+    # Kubernetes objects passed through to the pod template (compared, never hashed)
+    resources: dict[str, Any] | None = field(default=None, hash=False)
+    node_selector: dict[str, str] | None = field(default=None, hash=False)
+    tolerations: list[dict[str, Any]] | None = field(default=None, hash=False)
+    affinity: dict[str, Any] | None = field(default=None, hash=False)
+    env: list[dict[str, Any]] | None = field(default=None, hash=False)
+    volumes: list[dict[str, Any]] | None = field(default=None, hash=False)
+    volume_mounts: list[dict[str, Any]] | None = field(default=None, hash=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +137,7 @@ class PoolSpec:
     scale_up_backlog: int = 1
     prefetch: int = 16
     shutdown_grace_s: float = 30.0
+    pods: PodsSpec | None = None  # None: the pool runs inside the operator's pod (or locally)
 
     def with_redis_url(self, url: str | None) -> PoolSpec:
         """A copy whose Redis URL is `url` (a flag or the environment overrides the file)."""
@@ -134,8 +164,8 @@ def parse_manifest(doc: Any, where: str = "") -> PoolSpec:
 
 def _parse(doc: Any) -> PoolSpec:
     if not isinstance(doc, Mapping):
-        raise SpecError("(document)", _short(doc), "a WorkerPool manifest must be a mapping")
-    _no_unknown(doc, ("apiVersion", "kind", "metadata", "spec", "status"), "")
+        raise SpecError("(document)", short(doc), "a WorkerPool manifest must be a mapping")
+    no_unknown(doc, ("apiVersion", "kind", "metadata", "spec", "status"), "")
     if doc.get("apiVersion") != API_VERSION:
         raise SpecError("apiVersion", doc.get("apiVersion"), f"must be {API_VERSION!r}")
     if doc.get("kind") != KIND:
@@ -143,7 +173,7 @@ def _parse(doc: Any) -> PoolSpec:
     name = _metadata_name(doc.get("metadata"))
     spec = doc.get("spec")
     if not isinstance(spec, Mapping):
-        raise SpecError("spec", _short(spec), "a mapping with at least spec.handler")
+        raise SpecError("spec", short(spec), "a mapping with at least spec.handler")
     return parse_spec(name, spec)
 
 
@@ -158,13 +188,13 @@ def _metadata_name(meta: Any) -> str:
 
 def parse_spec(name: str, spec: Mapping[str, Any]) -> PoolSpec:
     """Validate the `spec` mapping of a WorkerPool named `name`."""
-    _no_unknown(spec, (*_BY_NAME, "redis"), "spec.")
+    no_unknown(spec, (*_BY_NAME, "redis", "pods"), "spec.")
     values: dict[str, Any] = {"name": name}
     for f in FIELDS:
         raw = spec.get(f.name, f.default)
         if raw is None:
             continue
-        values[f.attr] = _check_scalar(f, raw)
+        values[f.attr] = check_scalar(f"spec.{f.name}", f, raw)
     if "handler" not in values:
         raise SpecError("spec.handler", None, "required: 'module:function', the task handler")
     for attr, fname in (("handler", "handler"), ("error_handler", "errorHandler")):
@@ -174,33 +204,18 @@ def parse_spec(name: str, spec: Mapping[str, Any]) -> PoolSpec:
     if not _QUEUE.match(values["queue"]) or len(values["queue"]) > QUEUE_MAX_LENGTH:
         raise SpecError("spec.queue", values["queue"], "1 to 200 characters without spaces")
     values.update(_parse_redis(spec.get("redis")))
+    if spec.get("pods") is not None:
+        values["pods"] = _parse_pods(spec["pods"])
     _check_cross_fields(values)
     return PoolSpec(**values)
-
-
-def _check_scalar(f: Field, raw: Any) -> Any:
-    path = f"spec.{f.name}"
-    if f.kind == "string":
-        if not isinstance(raw, str) or not raw:
-            raise SpecError(path, raw, "a non-empty string")
-        return raw
-    ok_types: tuple[type, ...] = (int,) if f.kind == "integer" else (int, float)
-    if isinstance(raw, bool) or not isinstance(raw, ok_types) or not math.isfinite(cast(float, raw)):
-        raise SpecError(path, raw, f"an {f.kind} from {_num(f.minimum)} to {_num(f.maximum)}"
-                        if f.kind == "integer" else
-                        f"a number from {_num(f.minimum)} to {_num(f.maximum)}")
-    number = cast(float, raw)
-    if (f.minimum is not None and number < f.minimum) or (f.maximum is not None and number > f.maximum):
-        raise SpecError(path, raw, f"must be from {_num(f.minimum)} to {_num(f.maximum)}")
-    return float(number) if f.kind == "number" else raw
 
 
 def _parse_redis(redis: Any) -> dict[str, Any]:
     if redis is None:
         return {}
     if not isinstance(redis, Mapping):
-        raise SpecError("spec.redis", _short(redis), "a mapping with url or urlFrom")
-    _no_unknown(redis, _REDIS_FIELDS, "spec.redis.")
+        raise SpecError("spec.redis", short(redis), "a mapping with url or urlFrom")
+    no_unknown(redis, _REDIS_FIELDS, "spec.redis.")
     if "url" in redis and "urlFrom" in redis:
         raise SpecError("spec.redis", "url and urlFrom", "give one of url or urlFrom, not both")
     out: dict[str, Any] = {}
@@ -211,15 +226,34 @@ def _parse_redis(redis: Any) -> dict[str, Any]:
     return out
 
 
+def _parse_pods(pods: Any) -> PodsSpec:
+    if not isinstance(pods, Mapping):
+        raise SpecError("spec.pods", short(pods), "a mapping such as {min: 1, max: 10}")
+    no_unknown(pods, tuple(f.name for f in POD_FIELDS), "spec.pods.")
+    values: dict[str, Any] = {}
+    for f in POD_FIELDS:
+        raw = pods.get(f.name, f.default if isinstance(f, Field) else None)
+        if raw is None:
+            continue
+        path = f"spec.pods.{f.name}"
+        checked = check_object(path, f, raw) if isinstance(f, ObjectField) else check_scalar(path, f, raw)
+        values[f.attr] = checked
+    parsed = PodsSpec(**values)
+    if parsed.min_pods > parsed.max_pods:
+        raise SpecError("spec.pods.min", parsed.min_pods,
+                        f"must not exceed spec.pods.max ({parsed.max_pods})")
+    return parsed
+
+
 def _secret_ref(raw: Any) -> SecretKeyRef:
     path = "spec.redis.urlFrom"
     if not isinstance(raw, Mapping):
-        raise SpecError(path, _short(raw), "a mapping with secretKeyRef")
-    _no_unknown(raw, ("secretKeyRef",), path + ".")
+        raise SpecError(path, short(raw), "a mapping with secretKeyRef")
+    no_unknown(raw, ("secretKeyRef",), path + ".")
     ref = raw.get("secretKeyRef")
     if not isinstance(ref, Mapping):
-        raise SpecError(path + ".secretKeyRef", _short(ref), "a mapping with name and key")
-    _no_unknown(ref, ("name", "key"), path + ".secretKeyRef.")
+        raise SpecError(path + ".secretKeyRef", short(ref), "a mapping with name and key")
+    no_unknown(ref, ("name", "key"), path + ".secretKeyRef.")
     for k in ("name", "key"):
         if not isinstance(ref.get(k), str) or not ref.get(k):
             raise SpecError(f"{path}.secretKeyRef.{k}", ref.get(k), "a non-empty string")
@@ -242,24 +276,6 @@ def _check_cross_fields(v: Mapping[str, Any]) -> None:
                         f"must not exceed spec.retryDelayMaxSeconds ({v.get('retry_delay_max_s')})")
 
 
-def _no_unknown(m: Mapping[str, Any], allowed: tuple[str, ...] | Mapping[str, Any], path: str) -> None:
-    for key in m:
-        if key not in allowed:
-            raise SpecError(f"{path}{key}", m[key] if not isinstance(m[key], Mapping) else "{...}",
-                            "unknown field; allowed: " + ", ".join(sorted(allowed)))
-
-
-def _num(x: float | None) -> str:
-    if x is None:
-        return "any"
-    return str(int(x)) if float(x).is_integer() else str(x)
-
-
-def _short(value: Any) -> Any:
-    text = repr(value)
-    return value if len(text) <= 60 else text[:57] + "..."
-
-
 def redact_url(url: str) -> str:
     """The URL with any password replaced by '***', safe for logs and status."""
     return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
@@ -267,14 +283,6 @@ def redact_url(url: str) -> str:
 
 def openapi_schema() -> dict[str, Any]:
     """The CRD's `spec` schema, generated from FIELDS (deploy/crd.yaml is tested against it)."""
-    props: dict[str, Any] = {}
-    for f in FIELDS:
-        p: dict[str, Any] = {"type": f.kind, "description": f.description}
-        if f.default is not None:
-            p["default"] = f.default
-        if f.minimum is not None:
-            p["minimum"] = f.minimum
-        if f.maximum is not None:
-            p["maximum"] = f.maximum
-        props[f.name] = p
-    return {"type": "object", "required": ["handler"], "properties": props}
+    pods = {"type": "object", "description": "run the pool in worker pods the operator scales",
+            "properties": schema_of(POD_FIELDS)}
+    return {"type": "object", "required": ["handler"], "properties": {**schema_of(FIELDS), "pods": pods}}

@@ -25,7 +25,7 @@ def test_crd_spec_fields_and_defaults_match_the_validator():
         assert prop["type"] == f.kind
         assert prop.get("default") == f.default
         assert prop.get("minimum") == f.minimum and prop.get("maximum") == f.maximum
-    assert set(schema["properties"]) == {f.name for f in FIELDS} | {"redis"}
+    assert set(schema["properties"]) == {f.name for f in FIELDS} | {"redis", "pods"}
 
 
 def test_manifest_for_the_master_round_trips_without_the_url():

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from workerpool.errors import SpecError
-from workerpool.spec import FIELDS, PoolSpec, openapi_schema, parse_manifest, redact_url
+from workerpool.spec import FIELDS, POD_FIELDS, PoolSpec, openapi_schema, parse_manifest, redact_url
 
 GOOD = manifest("emails", handler="myapp.tasks:send_email")
 
@@ -62,6 +62,15 @@ def bad(path: str, value):
     ("apiVersion", "v1", "apiVersion", "workerpool.dev/v1alpha1"),
     ("kind", "Deployment", "kind", "'WorkerPool'"),
     ("extra", 1, "extra", "unknown field"),
+    ("spec.pods", 3, "spec.pods", "a mapping such as {min: 1, max: 10}"),
+    ("spec.pods.min", -1, "spec.pods.min", "from 0 to 1000"),
+    ("spec.pods.max", 0, "spec.pods.max", "from 1 to 1000"),
+    ("spec.pods.replicas", 3, "spec.pods.replicas", "unknown field; allowed: affinity, cooldownSeconds"),
+    ("spec.pods.cooldownSeconds", "1m", "spec.pods.cooldownSeconds", "a number from 0 to 86400"),
+    ("spec.pods.nodeSelector", {"disk": 1}, "spec.pods.nodeSelector", "a mapping of strings to strings"),
+    ("spec.pods.tolerations", {"key": "x"}, "spec.pods.tolerations", "a list of mappings"),
+    ("spec.pods.resources", "1Gi", "spec.pods.resources", "a mapping (a Kubernetes object)"),
+    ("spec.pods.image", "", "spec.pods.image", "a non-empty string"),
 ])
 def test_refusals_name_field_value_and_rule(path, value, field, allowed):
     with pytest.raises(SpecError) as e:
@@ -70,6 +79,16 @@ def test_refusals_name_field_value_and_rule(path, value, field, allowed):
     assert allowed in str(e.value)
     if not isinstance(value, dict):
         assert repr(value) in str(e.value)  # the value is named
+
+
+def test_pods_defaults_and_cross_check():
+    spec = parse_manifest(bad("spec.pods", {"max": 3}))
+    assert spec.pods is not None
+    assert (spec.pods.min_pods, spec.pods.max_pods, spec.pods.stabilization_s, spec.pods.cooldown_s) == \
+        (1, 3, 2.0, 60.0)
+    assert parse_manifest(GOOD).pods is None
+    with pytest.raises(SpecError, match=r"spec\.pods\.min: 4 is invalid: must not exceed spec\.pods\.max"):
+        parse_manifest(bad("spec.pods", {"min": 4, "max": 3}))
 
 
 def test_missing_handler():
@@ -89,8 +108,9 @@ def test_password_never_shown():
 
 def test_schema_is_generated_from_fields():
     schema = openapi_schema()
-    assert set(schema["properties"]) == {f.name for f in FIELDS}
+    assert set(schema["properties"]) == {f.name for f in FIELDS} | {"pods"}
     assert schema["properties"]["minWorkers"]["default"] == 1
+    assert set(schema["properties"]["pods"]["properties"]) == {f.name for f in POD_FIELDS}
 
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-10**6, 10**6),

@@ -26,6 +26,8 @@ _COUNTERS = {
     "processed": "tasks served successfully (all time)",
     "failed": "failed attempts (all time)",
     "deadLettered": "tasks in the dead letters now",
+    "pods": "worker pods wanted (spec.pods only)",
+    "readyPods": "worker pods whose master is serving (spec.pods only)",
 }
 
 
@@ -36,6 +38,9 @@ def spec_schema() -> dict[str, Any]:
     props["errorHandler"]["pattern"] = REF_PATTERN
     props["queue"].update(minLength=1, maxLength=QUEUE_MAX_LENGTH, pattern=QUEUE_PATTERN)
     props["redis"] = _redis_schema()
+    props["pods"]["x-kubernetes-validations"] = [
+        {"rule": "self.min <= self.max", "message": "spec.pods.min must not exceed spec.pods.max",
+         "fieldPath": ".min", "reason": "FieldValueInvalid"}]
     schema["x-kubernetes-validations"] = [
         {"rule": "self.minWorkers <= self.maxWorkers",
          "message": "spec.minWorkers must not exceed spec.maxWorkers",
@@ -87,6 +92,7 @@ def crd() -> dict[str, Any]:
     columns = [_column("Min", ".spec.minWorkers"), _column("Max", ".spec.maxWorkers"),
                _column("Permanent", ".status.permanentWorkers"),
                _column("Temporary", ".status.temporaryWorkers"),
+               _column("Pods", ".status.pods"), _column("Ready", ".status.readyPods"),
                _column("Busy", ".status.busyWorkers"), _column("Backlog", ".status.backlog"),
                _column("Processed", ".status.processed"), _column("Failed", ".status.failed"),
                _column("Age", ".metadata.creationTimestamp", "date")]
