@@ -137,8 +137,8 @@ def test_apply_scale_edit_delete(operator: Operator, cluster: Any, redis_url: st
     wait_until(lambda: len(operator.workers("emails", "temporary")) == 3, 10, what="3 temporaries")
     wait_until(lambda: status_is(cluster, "emails", temporaryWorkers=3), 10, what="status temporaries")
     table = cluster.kubectl("get", "wp", "emails", "-n", NS).stdout
-    assert table.split()[:10] == ["NAME", "MIN", "MAX", "PERMANENT", "TEMPORARY", "BUSY",
-                                  "BACKLOG", "PROCESSED", "FAILED", "AGE"]
+    assert table.split()[:12] == ["NAME", "MIN", "MAX", "PODS", "READY", "PERMANENT", "TEMPORARY",
+                                  "BUSY", "BACKLOG", "PROCESSED", "FAILED", "AGE"]
     wait_until(lambda: status_is(cluster, "emails", processed=400, temporaryWorkers=0), 60,
                what="all served and temporaries gone")
     assert len(operator.workers("emails")) == 3

@@ -90,9 +90,10 @@ def _column(name: str, path: str, kind: str = "integer") -> dict[str, str]:
 
 def crd() -> dict[str, Any]:
     columns = [_column("Min", ".spec.minWorkers"), _column("Max", ".spec.maxWorkers"),
+               # worker pods wanted and ready: empty for a pool that runs in the operator's pod
+               _column("Pods", ".status.pods"), _column("Ready", ".status.readyPods"),
                _column("Permanent", ".status.permanentWorkers"),
                _column("Temporary", ".status.temporaryWorkers"),
-               _column("Pods", ".status.pods"), _column("Ready", ".status.readyPods"),
                _column("Busy", ".status.busyWorkers"), _column("Backlog", ".status.backlog"),
                _column("Processed", ".status.processed"), _column("Failed", ".status.failed"),
                _column("Age", ".metadata.creationTimestamp", "date")]

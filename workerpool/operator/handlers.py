@@ -17,9 +17,11 @@ from ..errors import SpecError
 from ..protocol import Keys
 from ..queue import connect, read_stats
 from ..spec import PoolSpec, parse_spec, redact_url
+from . import podpools
 from . import status as st
 from .crd import GROUP, PLURAL, VERSION
-from .masters import Masters
+from .masters import Masters, manifest_of
+from .pod_scaling import Timers
 from .secrets import read_secret_key
 
 STATUS_INTERVAL_S = 1.0
@@ -72,18 +74,30 @@ def pool_spec(name: str, namespace: str, spec: dict[str, Any]) -> tuple[PoolSpec
 
 @kopf.on.resume(*_RESOURCE)
 @kopf.on.create(*_RESOURCE)
-def start(name: str, namespace: str, spec: dict[str, Any], logger: logging.Logger,
+def start(name: str, namespace: str, spec: dict[str, Any], uid: str, logger: logging.Logger,
           **_: Any) -> None:
     parsed, url = pool_spec(name, namespace, spec)
+    if parsed.pods is not None:
+        replicas = podpools.apply_workload(parsed, namespace, uid, manifest_of(parsed), None)
+        logs.event("worker pods applied", pool=_key(namespace, name), pods=replicas, queue=parsed.queue)
+        return
     master = MASTERS.start(_key(namespace, name), parsed, url)
     logs.event("master started", pool=_key(namespace, name), master=master.pid, queue=parsed.queue,
                redis=redact_url(url))
 
 
 @kopf.on.update(*_RESOURCE, field="spec")
-def update(name: str, namespace: str, spec: dict[str, Any], body: kopf.Body,
-           logger: logging.Logger, **_: Any) -> None:
+def update(name: str, namespace: str, spec: dict[str, Any], body: kopf.Body, uid: str,
+           old: Any, logger: logging.Logger, **_: Any) -> None:
     parsed, url = pool_spec(name, namespace, spec)
+    if parsed.pods is not None:  # the pool runs (or now moves) into worker pods
+        MASTERS.stop(_key(namespace, name))
+        replicas = podpools.apply_workload(parsed, namespace, uid, manifest_of(parsed), None)
+        kopf.info(body, reason="Reconfigured",
+                  message=f"min={parsed.min_workers} max={parsed.max_workers} in {replicas} worker pod(s)")
+        return
+    if (old or {}).get("pods") is not None:  # it left spec.pods: back into the operator's pod
+        podpools.delete_workload(namespace, name)
     master = MASTERS.reconfigure(_key(namespace, name), parsed, url)
     kopf.info(body, reason="Reconfigured",
               message=f"min={parsed.min_workers} max={parsed.max_workers} (master pid {master.pid})")
@@ -100,6 +114,9 @@ def publish_status(name: str, namespace: str, spec: dict[str, Any], meta: kopf.M
                    status: kopf.Status, body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo,
                    **_: Any) -> None:
     """Turn what the master publishes in Redis into .status, conditions and Events."""
+    if spec.get("pods") is not None:
+        _publish_pod_status(name, namespace, spec, meta, status, body, patch, memo)
+        return
     key = _key(namespace, name)
     master = MASTERS.running.get(key)
     problem = _restart_if_exited(key, master, name, namespace, spec, body)
@@ -148,3 +165,42 @@ def _restart_if_exited(key: str, master: Any, name: str, namespace: str, spec: d
         parsed, url = pool_spec(name, namespace, spec)
         MASTERS.start(key, parsed, url)
     return ("MasterExited", message)
+
+
+def _publish_pod_status(name: str, namespace: str, spec: dict[str, Any], meta: kopf.Meta,
+                        status: kopf.Status, body: kopf.Body, patch: kopf.Patch,
+                        memo: kopf.Memo) -> None:
+    """A pool in worker pods: decide the pod count from the masters' numbers, then .status."""
+    key = repr(sorted(spec.items()))
+    if memo.get("resolved", (None,))[0] != key:  # read the Secret once per spec, not per tick
+        memo["resolved"] = (key, *pool_spec(name, namespace, spec))
+    _, parsed, url = memo["resolved"]
+    problem: tuple[str, str] | None = None
+    try:
+        cached_url, client = memo.get("redis", (None, None))
+        if cached_url != url:
+            client = connect(url, socket_timeout=2)
+            memo["redis"] = (url, client)
+        stats = read_stats(client, Keys(parsed.queue))
+    except redis.RedisError as e:
+        stats, problem = None, ("RedisUnavailable", f"cannot read the queue's Redis: {type(e).__name__}")
+    pods = podpools.look(namespace, name, stats["masters"] if stats else [])
+    counters: dict[str, int] = {}
+    if stats is not None:
+        busy = sum(p.busy for p in pods.seen)
+        waiting = stats["backlog"] + max(0, stats["in_flight"] - busy)
+        decision, timers = podpools.scale(parsed, namespace, pods, waiting,
+                                          memo.get("pod_timers", Timers()), time.monotonic())
+        memo["pod_timers"] = timers
+        if decision.reason:
+            grew = decision.desired > len(pods.seen)
+            kopf.info(body, reason="PodsScaledOut" if grew else "PodsScaledIn",
+                      message=f"worker pods {len(pods.seen)} -> {decision.desired}: {decision.reason}")
+        ready = sum(1 for p in pods.seen if p.ready)
+        counters = {**st.counts_of(stats, pods.masters), "pods": decision.desired, "readyPods": ready}
+        if ready == 0 and problem is None:
+            problem = (st.STARTING, "no worker pod's master is serving yet")
+    generation = int(meta.get("generation") or 0)
+    wanted = {**counters, "observedGeneration": generation,
+              "conditions": st.conditions(problem, generation, status.get("conditions"))}
+    patch.status.update(st.changed(status, wanted))

@@ -15,6 +15,11 @@ def counts(stats: dict[str, Any] | None, master_pid: int | None, host: str) -> d
     if stats is None:
         return {}
     mine = [m for m in stats["masters"] if m.get("pid") == master_pid and m.get("host") == host]
+    return counts_of(stats, mine)
+
+
+def counts_of(stats: dict[str, Any], mine: list[dict[str, Any]]) -> dict[str, int]:
+    """The status counters, summed over the masters `mine` (one, or one per worker pod)."""
     return {
         "permanentWorkers": sum(m["permanent"] for m in mine),
         "temporaryWorkers": sum(m["temporary"] for m in mine),
