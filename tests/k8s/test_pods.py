@@ -10,11 +10,16 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import test_operator
 import yaml
 from helpers import wait_until
-from test_operator import NS, Operator, apply, cluster, get, operator, pool_doc  # noqa: F401
+from test_operator import NS, Operator, apply, get, pool_doc
 
 from workerpool.spec import parse_manifest
+
+# the module-scoped fixtures of test_operator: deploy/ applied, one operator for the module
+cluster = test_operator.cluster
+operator = test_operator.operator
 
 
 def kube_json(cluster: Any, *args: str) -> dict[str, Any] | None:
