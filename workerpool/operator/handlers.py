@@ -187,7 +187,9 @@ def _publish_pod_status(name: str, namespace: str, spec: dict[str, Any], meta: k
     pods = podpools.look(namespace, name, stats["masters"] if stats else [])
     counters: dict[str, int] = {}
     if stats is not None:
-        busy = sum(p.busy for p in pods.seen)
+        # claimed but not started: in flight minus running, over every master on the queue (a
+        # draining pod's running tasks are not waiting for a new pod)
+        busy = sum(int(m.get("busy", 0)) for m in stats["masters"])
         waiting = stats["backlog"] + max(0, stats["in_flight"] - busy)
         decision, timers = podpools.scale(parsed, namespace, pods, waiting,
                                           memo.get("pod_timers", Timers()), time.monotonic())
