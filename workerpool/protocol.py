@@ -118,6 +118,7 @@ class Task:
     attempts: int  # failed attempts so far
     payload: Any
     foreign_text: str | None = None  # the original text of a foreign task
+    enqueued_at_ms: int = 0  # when our producer enqueued it (0 = unknown: a foreign task)
 
 
 class BadItem(Exception):
@@ -134,7 +135,8 @@ def decode_item(item: bytes) -> Task:
         env = json.loads(text)
         if "raw" in env:
             return Task(item, env["id"], env["attempts"], _foreign(env["raw"]), env["raw"])
-        return Task(item, env["id"], env["attempts"], env["payload"])
+        return Task(item, env["id"], env["attempts"], env["payload"],
+                    enqueued_at_ms=env.get("enqueued_at", 0))
     return Task(item, None, 0, _foreign(text), text)
 
 

@@ -193,10 +193,13 @@ class Worker:
         if not self.pending:
             self.oldest_pending = time.monotonic()
         self.cfg.slot.begin(len(self.pending), len(self.in_hand))
+        op = ""
         try:
-            self.pending.append(self._serve(item))
+            done = self._serve(item)
+            op = done[0]
+            self.pending.append(done)
         finally:
-            self.cfg.slot.end(len(self.in_hand))
+            self.cfg.slot.end(len(self.in_hand), op)  # counts the outcome for /metrics
         self.served += 1
 
     def _serve(self, item: bytes) -> Outcome:
@@ -209,6 +212,8 @@ class Worker:
         if attempt > self.spec.max_retries + 1:  # its earlier attempts killed their workers
             error = f"WorkerLost: the worker died during each of {task.attempts} attempt(s)"
             return self._dead_letter(task, task.attempts, error, "")
+        if attempt == 1 and task.enqueued_at_ms:  # queue wait of first attempts, not retry backoff
+            self.cfg.slot.waited(max(0.0, time.time() - task.enqueued_at_ms / 1000))
         logs.event("task started", id=task.task_id or "-", attempt=attempt)
         started = time.monotonic()
         try:
