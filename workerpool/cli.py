@@ -127,6 +127,23 @@ def stats(queue: str, redis_url: str | None, as_json: bool) -> None:
             click.echo(f"  worker[{w['role']}] pid={w['pid']} {'busy' if w['busy'] else 'idle'}")
 
 
+@cli.command()
+@click.option("--queue", "-q", "queues", multiple=True,
+              help="Queue to show (repeatable); default: every pool on this Redis.")
+@_redis_url
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(0.1, 60),
+              help="Seconds between refreshes.")
+@click.option("--once", is_flag=True, help="Print one frame and exit (no live screen).")
+def top(queues: tuple[str, ...], redis_url: str | None, interval: float, once: bool) -> None:
+    """A live view of the pools on a Redis: workers, backlog, rates, dead letters (q quits)."""
+    from .top import run_top
+
+    url = redis_url or DEFAULT_REDIS_URL
+    client = connect(url, socket_timeout=10)
+    code = _redis_call(redis_url, lambda: run_top(client, list(queues), redact_url(url), interval, once))
+    sys.exit(code)
+
+
 @cli.group()
 def dead() -> None:
     """Inspect or act on dead-lettered tasks."""
