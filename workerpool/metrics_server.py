@@ -8,6 +8,8 @@ not send its request within CLIENT_DEADLINE_S is dropped; the master never waits
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import socket
 import time
@@ -23,7 +25,7 @@ SEND_TIMEOUT_S = 1.0  # to take the response (a few KiB; fits the socket buffer)
 MAX_REQUEST_BYTES = 8192
 _CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"  # what every Prometheus 2.x parses
 _ADDRESS = re.compile(r"^(?:(?P<host>\[[0-9a-fA-F:.]+\]|[^:\[\]]*):)?(?P<port>\d{1,5})$")
-_ALLOWED = "PORT, :PORT (all interfaces) or HOST:PORT, with PORT from 0 to 65535"
+_ALLOWED = "PORT, :PORT (all interfaces), HOST:PORT with PORT from 0 to 65535, or unix:PATH"
 
 
 def parse_address(where: str, address: str) -> tuple[str, int]:
@@ -44,22 +46,43 @@ class _Client:
         self.deadline = time.monotonic() + CLIENT_DEADLINE_S
 
 
+def _listen(where: str, address: str) -> socket.socket:
+    """A listening socket for a TCP address or `unix:PATH` (the operator's masters use these)."""
+    try:
+        if address.startswith("unix:"):
+            path = address[len("unix:"):]
+            if not path:
+                raise SpecError(where, address, _ALLOWED)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)  # left by a master that was killed
+            listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            listener.bind(path)
+            listener.listen(64)
+            return listener
+        host, port = parse_address(where, address)
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        return socket.create_server((host, port), family=family, backlog=64,
+                                    dualstack_ipv6=family == socket.AF_INET6 and not host)
+    except OSError as e:
+        raise SpecError(where, address, f"cannot listen there ({e.strerror})") from None
+
+
+def _shown(listener: socket.socket) -> str:
+    name = listener.getsockname()
+    if isinstance(name, str):
+        return "unix:" + name
+    return f"{name[0] or '*'}:{name[1]}"
+
+
 class MetricsServer:
     """Listens on `address`; the master selects on fds() and calls serve() with the ready ones."""
 
     def __init__(self, address: str, registry: CollectorRegistry, where: str = "--metrics-address") -> None:
-        host, port = parse_address(where, address)
         self.registry = registry
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        try:
-            self.listener = socket.create_server((host, port), family=family, backlog=64,
-                                                 dualstack_ipv6=family == socket.AF_INET6 and not host)
-        except OSError as e:
-            raise SpecError(where, address, f"cannot listen there ({e.strerror})") from None
+        self.listener = _listen(where, address)
         self.listener.setblocking(False)
         self.clients: dict[int, _Client] = {}
-        self.port = int(self.listener.getsockname()[1])
-        logs.event("serving metrics", address=f"{host or '*'}:{self.port}", path="/metrics")
+        logs.event("serving metrics", address=_shown(self.listener), path="/metrics")
 
     def fds(self) -> list[int]:
         return [self.listener.fileno(), *self.clients]
