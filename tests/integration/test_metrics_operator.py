@@ -8,15 +8,15 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from helpers import ROOT, TESTS, free_port, wait_until
+from prometheus_client.parser import text_string_to_metric_families
 
 from workerpool import Queue
 from workerpool.spec import parse_spec
 
 pytest.importorskip("kopf")
-from workerpool.operator.masters import Masters  # noqa: E402 - after the skip
-from workerpool.operator.metrics import serve  # noqa: E402
+from workerpool.operator.masters import Masters
+from workerpool.operator.metrics import serve
 
 
 def _scrape(port: int) -> str:
