@@ -21,6 +21,7 @@ ROLES = ("permanent", "temporary")
 # Exit reasons as a metric label: a small closed set, never an exit code or a signal number.
 _CLEAN_REASONS = {ExitCode.OK: "stopped", ExitCode.IDLE: "idle", ExitCode.RECYCLED: "recycled",
                   ExitCode.ORPHANED: "orphaned", ExitCode.BOOT_FAILED: "boot_failed"}
+EXIT_REASONS = (*_CLEAN_REASONS.values(), "shutdown", "timeout", "killed", "crashed")
 
 
 def exit_reason(status: int, killed_for: str | None) -> str:

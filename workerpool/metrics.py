@@ -27,7 +27,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from .ledger import ROLES, Ledger
+from .ledger import EXIT_REASONS, ROLES, Ledger
 from .protocol import Keys
 from .slots import (
     BUCKETS_S,
@@ -254,8 +254,8 @@ def _worker_metrics(samples: Mapping[tuple[str, str], _Sample]) -> Iterator[Metr
             for state in ("idle", "busy"):
                 workers.add_metric([*labels, role, state], s.workers.get((role, state), 0))
             forks.add_metric([*labels, role], s.forks.get(role, 0))
-        for (role, reason), n in sorted(s.exits.items()):
-            exits.add_metric([*labels, role, reason], n)
+            for reason in EXIT_REASONS:  # every series from 0, so rate() sees the first exit
+                exits.add_metric([*labels, role, reason], s.exits.get((role, reason), 0))
     yield from (workers, forks, exits)
     yield _gauge("workerpool_min_workers", "spec.minWorkers.", samples, lambda s: s.min_workers)
     yield _gauge("workerpool_max_workers", "spec.maxWorkers.", samples, lambda s: s.max_workers)

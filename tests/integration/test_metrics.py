@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -15,22 +14,9 @@ from pathlib import Path
 
 import pytest
 from helpers import free_port, manifest, wait_until
+from metrics_helpers import need, scrape
 
 from workerpool import Queue, protocol
-
-
-def _need(binary: str) -> str:
-    path = shutil.which(binary)
-    if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{binary} is missing in CI (apt-get install prometheus)")
-        pytest.skip(f"{binary} is not installed (apt-get install prometheus)")
-    return path
-
-
-def scrape(port: int) -> str:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-        return response.read().decode()
 
 
 class Prometheus:
@@ -45,7 +31,7 @@ class Prometheus:
                                 "static_configs": [{"targets": [f"127.0.0.1:{target_port}"]}]}]}))
         self.log = open(tmp / "prometheus.log", "w")
         self.proc = subprocess.Popen(
-            [_need("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
+            [need("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={tmp / 'tsdb'}",
              f"--web.listen-address=127.0.0.1:{self.port}"],
             stdout=self.log, stderr=subprocess.STDOUT)
         wait_until(self._ready, 60, 0.1, what="prometheus to be ready")
@@ -156,7 +142,7 @@ def test_promtool_accepts_our_exposition(start_pool, redis_url, metrics_port):
     wait_until(lambda: _sample(scrape(metrics_port), 'workerpool_dead_letters{pool="lint",queue="lint"}'),
                15, what="the failing task to be dead-lettered")
     text = scrape(metrics_port)
-    check = subprocess.run([_need("promtool"), "check", "metrics"], input=text, capture_output=True,
+    check = subprocess.run([need("promtool"), "check", "metrics"], input=text, capture_output=True,
                            text=True)
     assert check.returncode == 0 and not check.stdout.strip() and not check.stderr.strip(), check
     assert "pid" not in text.replace("process_", "")  # no per-process labels
