@@ -4,15 +4,17 @@ The master reads busy counts for its scaling decision and task start times for h
 without a Redis round trip; a worker writes its slot twice per task (a few hundred ns).
 
 Each slot also holds the worker's own task counters (outcomes, task duration and queue wait
-histograms): plain memory writes on the hot path, no syscall and no lock. The master reads
-them for /metrics and adds a slot's counters to its ledger when it reaps the worker, so a
-temporary worker's counts outlive it (workerpool/ledger.py).
+histograms). The worker counts in a private list per task (no syscall, no lock) and copies it
+into its slot once per Redis round trip, with the acknowledgements, so the slot never shows a
+task Redis does not. The master reads the slots for /metrics and adds a slot's counters to its
+ledger when it reaps the worker, so a temporary worker's counts outlive it (ledger.py).
 """
 
 from __future__ import annotations
 
 import mmap
 import time
+from array import array
 from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any
@@ -84,11 +86,12 @@ class SlotTable:
 class SlotWriter:
     """A worker's handle on its own slot."""
 
-    __slots__ = ("_a", "_b")
+    __slots__ = ("_a", "_b", "_counts")
 
-    def __init__(self, array: Any, base: int) -> None:
-        self._a = array
+    def __init__(self, shared: Any, base: int) -> None:
+        self._a = shared
         self._b = base
+        self._counts = [0.0] * COUNTERS  # published to the slot by hold()
 
     def begin(self, position: int, held: int) -> None:
         a, b = self._a, self._b
@@ -99,9 +102,9 @@ class SlotWriter:
 
     def waited(self, seconds: float) -> None:
         """Count one task's queue wait (enqueue -> start)."""
-        a, c = self._a, self._b + _OUTCOME0
-        a[c + WAIT_SUM] += seconds
-        a[c + WAIT_BUCKET0 + bisect_left(BUCKETS_S, seconds)] += 1
+        c = self._counts
+        c[WAIT_SUM] += seconds
+        c[WAIT_BUCKET0 + bisect_left(BUCKETS_S, seconds)] += 1
 
     def end(self, held: int, op: str = "") -> None:
         """The task is over; `op` ("ok" / "retry" / "dead", "" = none) counts its outcome."""
@@ -110,11 +113,14 @@ class SlotWriter:
         a[b + _HELD] = held
         index = _OP_INDEX.get(op)
         if index is not None:
-            c = b + _OUTCOME0
             seconds = time.monotonic() - a[b + _STARTED]
-            a[c + index] += 1
-            a[c + DURATION_SUM] += seconds
-            a[c + DURATION_BUCKET0 + bisect_left(BUCKETS_S, seconds)] += 1
+            c = self._counts
+            c[index] += 1
+            c[DURATION_SUM] += seconds
+            c[DURATION_BUCKET0 + bisect_left(BUCKETS_S, seconds)] += 1
 
     def hold(self, held: int) -> None:
+        """After a Redis round trip: tasks claimed and not started; publishes the counters."""
         self._a[self._b + _HELD] = held
+        c = self._b + _OUTCOME0
+        self._a[c:c + COUNTERS] = array("d", self._counts)

@@ -22,6 +22,8 @@ def test_slot_counts_outcomes_and_buckets_and_the_ledger_keeps_them():
         writer.end(0, op)
     writer.waited(0.001)  # on a bound: counted in that bucket (le is inclusive)
     writer.waited(7200.0)  # past the last bound: +Inf
+    assert table.counters(index) == [0.0] * len(table.counters(index))  # private until published
+    writer.hold(0)  # after the Redis round trip that acknowledged those tasks
     counts = table.counters(index)
     assert counts[:3] == [2, 1, 1]  # "" (no outcome) is not counted
     assert sum(counts[DURATION_BUCKET0:DURATION_BUCKET0 + len(BUCKETS_S) + 1]) == 4
