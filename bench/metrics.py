@@ -27,6 +27,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import psutil
 import redis
 
 from .run import ROOT, Redis, fill, wait_until
@@ -64,6 +65,17 @@ class Master:
         finally:
             r.close()
 
+    def workers_cpu_s(self) -> float:
+        """User + system CPU seconds of the master and its workers so far."""
+        total = 0.0
+        for p in [psutil.Process(self.proc.pid), *psutil.Process(self.proc.pid).children()]:
+            try:
+                t = p.cpu_times()
+                total += t.user + t.system
+            except psutil.NoSuchProcess:
+                pass
+        return total
+
     def stop(self) -> None:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(60)
@@ -77,7 +89,8 @@ def scrape(port: int) -> float:
     return time.perf_counter() - t0
 
 
-def drain(rd: Redis, code: Path, n: int, metrics: bool) -> float:
+def drain(rd: Redis, code: Path, n: int, metrics: bool) -> tuple[float, float]:
+    """Tasks per second, and the pool's CPU microseconds per task (less sensitive to a busy machine)."""
     r = rd.client
     r.flushall()
     fill(r, "staging", n)
@@ -86,12 +99,14 @@ def drain(rd: Redis, code: Path, n: int, metrics: bool) -> float:
     stop = threading.Event()
     scraper = threading.Thread(target=_scrape_until, args=(port, stop), daemon=True) if port else None
     try:
+        cpu0 = master.workers_cpu_s()
         t0 = time.perf_counter()
         r.rename("staging", "drain")
         if scraper:
             scraper.start()
         wait_until(lambda: int(r.hget("drain:wp:stats", "processed") or 0) >= n, 300)
-        return n / (time.perf_counter() - t0)
+        elapsed = time.perf_counter() - t0
+        return n / elapsed, (master.workers_cpu_s() - cpu0) / n * 1e6
     finally:
         stop.set()
         if scraper:
@@ -137,23 +152,31 @@ def main() -> None:
     variants = {"base": (base_tree(args.base), False), "off": (ROOT, False), "on": (ROOT, True)}
     rd = Redis()
     runs: dict[str, list[float]] = {k: [] for k in variants}
+    cpu: dict[str, list[float]] = {k: [] for k in variants}
     try:
         for _ in range(args.runs):
             for name, (code, metrics) in variants.items():
-                runs[name].append(drain(rd, code, args.tasks, metrics))
+                rate, cpu_us = drain(rd, code, args.tasks, metrics)
+                runs[name].append(rate)
+                cpu[name].append(cpu_us)
         wide = scrape_with_workers(rd)
     finally:
         rd.stop()
         shutil.rmtree(variants["base"][0], ignore_errors=True)
     med = {k: statistics.median(v) for k, v in runs.items()}
-    print(f"drain of {args.tasks} noop tasks by 2 workers, median of {args.runs} interleaved runs (tasks/s):")
+    cpu_med = {k: statistics.median(v) for k, v in cpu.items()}
+    print(f"drain of {args.tasks} noop tasks by 2 workers, {args.runs} interleaved runs:")
+    print("         tasks/s: median   best   vs base (median, best)   pool CPU µs/task: median   vs base")
     for name, values in runs.items():
-        print(f"  {name:5} {med[name]:9.0f}  (min {min(values):.0f}, max {max(values):.0f})"
-              f"  {100 * (med[name] / med['base'] - 1):+.1f} % vs base")
+        vs_base = 100 * (med[name] / med["base"] - 1)
+        print(f"  {name:5} {med[name]:15.0f} {max(values):7.0f}   {vs_base:+6.1f} %"
+              f" {100 * (max(values) / max(runs['base']) - 1):+6.1f} %      {cpu_med[name]:19.2f}"
+              f"   {100 * (cpu_med[name] / cpu_med['base'] - 1):+6.1f} %")
     print(f"GET /metrics with 100 workers alive: median {wide['scrape_ms_median']:.2f} ms, "
           f"max {wide['scrape_ms_max']:.2f} ms, {wide['exposition_bytes']} bytes")
     if args.json:
-        out: dict[str, Any] = {"runs": runs, "median": med, "scrape_100_workers": wide}
+        out: dict[str, Any] = {"runs": runs, "median": med, "cpu_us_per_task": cpu, "cpu_median": cpu_med,
+                               "scrape_100_workers": wide}
         args.json.write_text(json.dumps(out, indent=2))
 
 

@@ -13,9 +13,9 @@ ledger when it reaps the worker, so a temporary worker's counts outlive it (ledg
 from __future__ import annotations
 
 import mmap
-import time
 from array import array
 from bisect import bisect_left
+from time import monotonic as _monotonic  # a local name: read on every task
 from dataclasses import dataclass
 from typing import Any
 
@@ -86,22 +86,25 @@ class SlotTable:
 class SlotWriter:
     """A worker's handle on its own slot."""
 
-    __slots__ = ("_a", "_b", "_counts")
+    __slots__ = ("_a", "_b", "_counts", "_started")
 
     def __init__(self, shared: Any, base: int) -> None:
         self._a = shared
         self._b = base
         self._counts = [0.0] * COUNTERS  # published to the slot by hold()
+        self._started = 0.0
 
     def begin(self, position: int, held: int) -> None:
         a, b = self._a, self._b
-        a[b + _STARTED] = time.monotonic()
+        a[b + _STARTED] = self._started = _monotonic()
         a[b + _POSITION] = position
         a[b + _HELD] = held
         a[b + _BUSY] = 1.0
 
     def waited(self, seconds: float) -> None:
-        """Count one task's queue wait (enqueue -> start)."""
+        """Count one task's queue wait (enqueue -> start); clocks of two hosts may disagree."""
+        if seconds < 0.0:
+            seconds = 0.0
         c = self._counts
         c[WAIT_SUM] += seconds
         c[WAIT_BUCKET0 + bisect_left(BUCKETS_S, seconds)] += 1
@@ -113,7 +116,7 @@ class SlotWriter:
         a[b + _HELD] = held
         index = _OP_INDEX.get(op)
         if index is not None:
-            seconds = time.monotonic() - a[b + _STARTED]
+            seconds = _monotonic() - self._started
             c = self._counts
             c[index] += 1
             c[DURATION_SUM] += seconds

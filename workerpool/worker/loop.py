@@ -213,7 +213,7 @@ class Worker:
             error = f"WorkerLost: the worker died during each of {task.attempts} attempt(s)"
             return self._dead_letter(task, task.attempts, error, "")
         if attempt == 1 and task.enqueued_at_ms:  # queue wait of first attempts, not retry backoff
-            self.cfg.slot.waited(max(0.0, time.time() - task.enqueued_at_ms / 1000))
+            self.cfg.slot.waited(time.time() - task.enqueued_at_ms * 0.001)
         logs.event("task started", id=task.task_id or "-", attempt=attempt)
         started = time.monotonic()
         try:
