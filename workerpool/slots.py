@@ -15,8 +15,8 @@ from __future__ import annotations
 import mmap
 from array import array
 from bisect import bisect_left
-from time import monotonic as _monotonic  # a local name: read on every task
 from dataclasses import dataclass
+from time import monotonic as _monotonic  # a local name: read on every task
 from typing import Any
 
 from .spec import MAX_WORKERS_LIMIT
