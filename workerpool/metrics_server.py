@@ -145,7 +145,15 @@ class MetricsServer:
         client.sock.close()
 
     def close(self) -> None:
-        """Close every socket (in the master at exit, and in a freshly forked worker)."""
+        """Close every socket (in a freshly forked worker: the master keeps serving)."""
         for client in list(self.clients.values()):
             self._close(client)
         self.listener.close()
+
+    def shutdown(self) -> None:
+        """The master is exiting: close, and remove a Unix socket's file."""
+        name = self.listener.getsockname()
+        self.close()
+        if isinstance(name, str) and name:
+            with contextlib.suppress(OSError):
+                os.unlink(name)

@@ -71,3 +71,5 @@ def test_operator_serves_each_pools_metrics_with_its_namespace(tmp_path: Path, r
                 master.proc.stdout.close()
         server.shutdown()
         server.server_close()
+    assert not list(masters.state_dir.glob("*.sock"))  # each master removed its socket on exit
+

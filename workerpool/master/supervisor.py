@@ -186,6 +186,8 @@ class Master:
                 logs.event("could not return tasks; the next master recovers them",
                            level=logging.ERROR, workers=len(pool.upkeep.recoveries))
             pool.withdraw()
+        if self.metrics:
+            self.metrics.shutdown()
         logs.event("master exiting", code=self.exit_code)
 
     def _count(self) -> int:
