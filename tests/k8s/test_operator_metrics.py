@@ -20,7 +20,7 @@ def _value(text: str, name: str, **labels: str) -> float | None:
     return sum(found) if found else None
 
 
-def test_operator_endpoint_serves_its_pools(cluster: Any, redis_url: str, tmp_path: Path,
+def test_operator_endpoint_serves_its_pools(cluster: Any, redis_url: str, tmp_path: Path,  # noqa: F811 - the fixture
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     port = free_port()
     monkeypatch.setenv("WORKERPOOL_METRICS_ADDRESS", f"127.0.0.1:{port}")
