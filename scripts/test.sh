@@ -12,6 +12,16 @@ if ! command -v redis-server >/dev/null; then
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq redis-server >/dev/null
 fi
 
+# --- issue 12: metrics and `workerpool top` tests -------------------------------------------
+# prometheus + promtool (a real Prometheus scrapes a master; rules and metrics are linted) and
+# tmux (`workerpool top` is driven in a real terminal)
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null || ! command -v tmux >/dev/null; then
+  echo "== installing prometheus and tmux (Debian packages)"
+  as_root apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq prometheus tmux >/dev/null
+fi
+# --- end of issue 12 ------------------------------------------------------------------------
+
 echo "== installing workerpool with its test dependencies"
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
 

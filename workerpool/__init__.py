@@ -13,6 +13,7 @@ from .errors import (
     WorkerPoolError,
 )
 from .queue import Queue
+from .tracing import current_traceparent
 
 __version__ = "0.1.0"
 
@@ -26,4 +27,5 @@ __all__ = [
     "TaskTimeout",
     "WorkerPoolError",
     "__version__",
+    "current_traceparent",
 ]

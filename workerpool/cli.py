@@ -48,9 +48,12 @@ def cli() -> None:
               help="Where the embedded Redis keeps its data (used when no URL is given).")
 @click.option("--die-with-parent", type=int, default=None, hidden=True,
               help="Exit at once if process PID (the operator) dies.")
+@click.option("--metrics-address", envvar="WORKERPOOL_METRICS_ADDRESS", default=None, show_envvar=True,
+              help="Serve Prometheus metrics at http://ADDRESS/metrics; ADDRESS is PORT, :PORT or "
+                   "HOST:PORT. Off unless given.")
 @_with_logs
 def run(pool_file: str, redis_url: str | None, data_dir: str, die_with_parent: int | None,
-        log_level: str, log_format: str) -> None:
+        metrics_address: str | None, log_level: str, log_format: str) -> None:
     """Run the master for the WorkerPool manifest(s) in POOL_FILE, in the foreground."""
     from .process import tie_to_parent
     from .runner import run_local
@@ -59,7 +62,7 @@ def run(pool_file: str, redis_url: str | None, data_dir: str, die_with_parent: i
         tie_to_parent(die_with_parent)
     logs.setup(log_level, log_format)
     sys.path.insert(0, os.getcwd())  # handlers are imported like `python -m` would find them
-    _exit_on_error(lambda: sys.exit(run_local(pool_file, redis_url, data_dir)))
+    _exit_on_error(lambda: sys.exit(run_local(pool_file, redis_url, data_dir, metrics_address)))
 
 
 @cli.command()
@@ -122,6 +125,23 @@ def stats(queue: str, redis_url: str | None, as_json: bool) -> None:
                    f"temporary={m['temporary']} busy={m['busy']}")
         for w in m["workers"]:
             click.echo(f"  worker[{w['role']}] pid={w['pid']} {'busy' if w['busy'] else 'idle'}")
+
+
+@cli.command()
+@click.option("--queue", "-q", "queues", multiple=True,
+              help="Queue to show (repeatable); default: every pool on this Redis.")
+@_redis_url
+@click.option("--interval", default=1.0, show_default=True, type=click.FloatRange(0.1, 60),
+              help="Seconds between refreshes.")
+@click.option("--once", is_flag=True, help="Print one frame and exit (no live screen).")
+def top(queues: tuple[str, ...], redis_url: str | None, interval: float, once: bool) -> None:
+    """A live view of the pools on a Redis: workers, backlog, rates, dead letters (q quits)."""
+    from .top import run_top
+
+    url = redis_url or DEFAULT_REDIS_URL
+    client = connect(url, socket_timeout=10)
+    code = _redis_call(redis_url, lambda: run_top(client, list(queues), redact_url(url), interval, once))
+    sys.exit(code)
 
 
 @cli.group()

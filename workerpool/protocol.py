@@ -98,10 +98,15 @@ def dumps(value: Any) -> str:
         raise PayloadError(f"not JSON-serialisable: {e}") from None
 
 
-def envelope(task_id: str, payload_json: str, attempts: int = 0, enqueued_at_ms: int = 0) -> str:
-    """Our task envelope; the field order is part of the protocol (see ENVELOPE_PREFIX)."""
+def envelope(task_id: str, payload_json: str, attempts: int = 0, enqueued_at_ms: int = 0,
+             traceparent: str | None = None) -> str:
+    """Our task envelope; the field order is part of the protocol (see ENVELOPE_PREFIX).
+
+    `traceparent` (W3C, checked by the producer: hex and dashes only) is there only if given.
+    """
+    trace = f'"traceparent":"{traceparent}",' if traceparent else ""
     return (f'{ENVELOPE_PREFIX}{attempts},"id":"{task_id}",'
-            f'"enqueued_at":{enqueued_at_ms},"payload":{payload_json}}}')
+            f'"enqueued_at":{enqueued_at_ms},{trace}"payload":{payload_json}}}')
 
 
 def raw_envelope(task_id: str, raw: str, attempts: int) -> str:
@@ -118,6 +123,8 @@ class Task:
     attempts: int  # failed attempts so far
     payload: Any
     foreign_text: str | None = None  # the original text of a foreign task
+    enqueued_at_ms: int = 0  # when our producer enqueued it (0 = unknown: a foreign task)
+    traceparent: str | None = None  # the producer's W3C trace context, if it passed one
 
 
 class BadItem(Exception):
@@ -134,7 +141,8 @@ def decode_item(item: bytes) -> Task:
         env = json.loads(text)
         if "raw" in env:
             return Task(item, env["id"], env["attempts"], _foreign(env["raw"]), env["raw"])
-        return Task(item, env["id"], env["attempts"], env["payload"])
+        return Task(item, env["id"], env["attempts"], env["payload"],
+                    enqueued_at_ms=env.get("enqueued_at", 0), traceparent=env.get("traceparent"))
     return Task(item, None, 0, _foreign(text), text)
 
 
@@ -151,7 +159,7 @@ def retry_item(task: Task, attempts: int) -> str:
     task_id = task.task_id or new_task_id()
     if task.foreign_text is not None:
         return raw_envelope(task_id, task.foreign_text, attempts)
-    return envelope(task_id, dumps(task.payload), attempts, now_ms())
+    return envelope(task_id, dumps(task.payload), attempts, now_ms(), task.traceparent)
 
 
 def reset_attempts(item: bytes) -> bytes:

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import redis
 
-from . import protocol
+from . import protocol, tracing
 from .errors import ResultTimeout, TaskFailed
 from .protocol import Keys
 
@@ -51,10 +51,16 @@ class Queue:
     def __repr__(self) -> str:
         return f"Queue({self.name!r})"  # the URL may carry a password
 
-    def enqueue(self, payload: Any) -> str:
-        """Push one task; return its id."""
+    def enqueue(self, payload: Any, traceparent: str | None = None) -> str:
+        """Push one task; return its id.
+
+        `traceparent`: the producer's W3C trace context; the handler reads it with
+        `workerpool.current_traceparent()`, and with OpenTelemetry the task's run is its child span.
+        """
         task_id = protocol.new_task_id()
-        item = protocol.envelope(task_id, protocol.dumps(payload), 0, protocol.now_ms())
+        if traceparent is not None:
+            tracing.check(traceparent)
+        item = protocol.envelope(task_id, protocol.dumps(payload), 0, protocol.now_ms(), traceparent)
         self._redis.rpush(self.name, item)
         return task_id
 

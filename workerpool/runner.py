@@ -10,7 +10,8 @@ from .master import Master
 from .spec import PoolSpec
 
 
-def run_local(pool_file: str, redis_url: str | None, data_dir: str) -> int:
+def run_local(pool_file: str, redis_url: str | None, data_dir: str,
+              metrics_address: str | None = None) -> int:
     """Run the master for every pool in `pool_file` until it is stopped; return its exit code."""
     specs = load_file(pool_file, redis_url)
     embedded = None
@@ -25,7 +26,7 @@ def run_local(pool_file: str, redis_url: str | None, data_dir: str) -> int:
                 for s in load_file(pool_file, redis_url)]
 
     try:
-        return Master(read_specs(), reload=read_specs).run()
+        return Master(read_specs(), reload=read_specs, metrics_address=metrics_address).run()
     finally:
         if embedded:
             embedded.stop()

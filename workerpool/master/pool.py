@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 import redis
 
 from .. import logs, protocol
+from ..ledger import Ledger, exit_reason
 from ..process import CLEAN_EXITS, ExitCode, die_with_parent, parent_is, set_title
 from ..protocol import Keys
 from ..queue import connect
-from ..slots import SlotTable
+from ..slots import SlotTable, SlotView
 from ..spec import PoolSpec
 from ..worker import Worker, WorkerConfig, run_worker
 from ..worker.handler import load
@@ -82,6 +83,7 @@ class Pool:
         self.last_crash = ""
         self.respawn_after = 0.0
         self.draining = False
+        self.ledger = Ledger()  # counters for /metrics that outlive the workers
 
     # --- workers ------------------------------------------------------------------------
 
@@ -112,6 +114,7 @@ class Pool:
             for _, slot in prepared_workers[len(pids):]:
                 self.slots.release(slot)
         forked = time.perf_counter()
+        self.ledger.forks[role] += len(pids)
         for (worker, slot), pid in zip(prepared_workers, pids, strict=False):
             worker.hand_over(pid)
             self.children[pid] = Child(pid, role, worker.cfg.worker_id, slot, time.monotonic())
@@ -168,13 +171,16 @@ class Pool:
         child = self.children.pop(pid)
         self.upkeep.next_heartbeat = 0.0
         seen = self.slots.read(child.slot)
-        self.slots.release(child.slot)
         clean = status >= 0 and status in CLEAN_EXITS
+        lost = seen.busy and not clean and child.killed_for != "shutdown"
+        self.ledger.worker_exited(self.slots, child.slot, child.role,
+                                  exit_reason(status, child.killed_for), lost)
+        self.slots.release(child.slot)
         reason = child.killed_for or ExitCode.describe(status)
         level = logging.INFO if clean or child.killed_for == "shutdown" else logging.WARNING
         logs.event("worker exited", level=level, worker_role=child.role, worker=pid,
                    reason=reason)
-        charge = seen.position if (seen.busy and not clean and child.killed_for != "shutdown") else -1
+        charge = seen.position if lost else -1
         self.upkeep.recoveries.append((child.worker_id, charge))
         self.try_recover_pending()  # if Redis is down, the next ticks retry
         if not clean and child.killed_for != "shutdown":
@@ -264,6 +270,7 @@ class Pool:
 
     def _redis_failed(self, e: Exception) -> None:
         self.upkeep.failures += 1
+        self.ledger.redis_error(e)
         if self.upkeep.redis_ok or self.upkeep.failures % 50 == 0:
             logs.event("redis unavailable; keeping the workers, pausing scale-up",
                        level=logging.WARNING, error=str(e))
@@ -342,8 +349,8 @@ class Pool:
 
     def published(self) -> dict[str, object]:
         """The numbers `workerpool stats` and the operator read."""
-        workers = [{"pid": c.pid, "role": c.role, "busy": self.slots.read(c.slot).busy}
-                   for c in self.children.values()]
+        now = time.monotonic()
+        workers = [_worker_entry(c, self.slots.read(c.slot), now) for c in self.children.values()]
         return {"master": self.master_id, "pool": self.spec.name, "host": socket.gethostname(),
                 "pid": self.master_pid, "min": self.spec.min_workers, "max": self.spec.max_workers,
                 "permanent": len(self.live("permanent")), "temporary": len(self.live("temporary")),
@@ -369,6 +376,12 @@ class Pool:
         if worker_level:
             for role in ("permanent", "temporary"):
                 self.retire(role, len(self.live(role)))
+
+
+def _worker_entry(child: Child, seen: SlotView, now: float) -> dict[str, object]:
+    """One worker as published: `task_s` is its current task's age (`workerpool top` shows it)."""
+    return {"pid": child.pid, "role": child.role, "busy": seen.busy,
+            "task_s": round(now - seen.started_at, 1) if seen.busy else None}
 
 
 def _kill(pid: int, sig: signal.Signals) -> None:

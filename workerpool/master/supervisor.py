@@ -17,6 +17,8 @@ from collections.abc import Callable
 
 from .. import logs
 from ..errors import WorkerPoolError
+from ..metrics import registry_for
+from ..metrics_server import MetricsServer
 from ..process import become_subreaper, set_title
 from ..slots import SlotTable
 from ..spec import PoolSpec
@@ -38,13 +40,16 @@ class Master:
     """Supervises the pools of one process. `run()` returns the process exit code."""
 
     def __init__(self, specs: list[PoolSpec],
-                 reload: Callable[[], list[PoolSpec]] | None = None) -> None:
+                 reload: Callable[[], list[PoolSpec]] | None = None,
+                 metrics_address: str | None = None) -> None:
         self.master_id = f"{socket.gethostname()}-{os.getpid()}-{random.getrandbits(16):04x}"
         self.slots = SlotTable()
         self._wake_r, self._wake_w = os.pipe()
         self.pools = {s.name: self._new_pool(s) for s in specs}
         self.retiring: list[Pool] = []  # pools replaced or removed on reload, draining
         self.reload_specs = reload
+        self.metrics = (MetricsServer(metrics_address, registry_for(self._all_pools))
+                        if metrics_address else None)  # /metrics, served from this loop
         self.stopping = False
         self.deadline = 0.0
         self.exit_code = 0
@@ -75,13 +80,18 @@ class Master:
             signal.signal(sig, signal.SIG_DFL)
         os.close(self._wake_r)
         os.close(self._wake_w)
+        if self.metrics:
+            self.metrics.close()  # the listening port is the master's alone
 
     def _wait(self, timeout: float) -> list[int]:
         """Sleep until a signal arrives or `timeout` passes; return the signals received."""
+        scrapes = self.metrics.fds() if self.metrics else []
         try:
-            select.select([self._wake_r], [], [], timeout)
+            ready = select.select([self._wake_r, *scrapes], [], [], timeout)[0]
         except InterruptedError:
-            pass
+            ready = []
+        if self.metrics:
+            self.metrics.serve(ready)
         try:
             return list(os.read(self._wake_r, 512))
         except BlockingIOError:
@@ -176,6 +186,8 @@ class Master:
                 logs.event("could not return tasks; the next master recovers them",
                            level=logging.ERROR, workers=len(pool.upkeep.recoveries))
             pool.withdraw()
+        if self.metrics:
+            self.metrics.shutdown()
         logs.event("master exiting", code=self.exit_code)
 
     def _count(self) -> int:

@@ -6,6 +6,7 @@ import click
 import kopf
 
 from .. import logs
+from ..errors import SpecError
 
 
 @click.command("workerpool operator")
@@ -15,14 +16,24 @@ from .. import logs
 @click.option("--liveness", "liveness", default=None,
               help="Liveness endpoint, e.g. http://0.0.0.0:8080/healthz.")
 @click.option("--log-format", default="text", type=click.Choice(["text", "json"]))
+@click.option("--metrics-address", envvar="WORKERPOOL_METRICS_ADDRESS", default=None,
+              help="Serve every pool's metrics, merged, at http://ADDRESS/metrics ([HOST:]PORT).")
 def operator(namespaces: tuple[str, ...], all_namespaces: bool, liveness: str | None,
-             log_format: str) -> None:
+             log_format: str, metrics_address: str | None) -> None:
     """Watch WorkerPools and run one master per pool in this process's pod."""
     logs.setup("INFO", log_format)
-    from . import handlers  # noqa: F401 - registers the handlers with kopf
+    from . import handlers  # registers the handlers with kopf
 
     if all_namespaces and namespaces:
         raise click.UsageError("give --namespace or --all-namespaces, not both")
+    if metrics_address:
+        from .metrics import serve
+
+        try:
+            serve(metrics_address, handlers.MASTERS.state_dir, handlers.MASTERS.running)
+        except SpecError as e:
+            raise click.BadParameter(str(e)) from None
+        handlers.MASTERS.metrics = True
     kopf.configure(verbose=False)
     kopf.run(standalone=True, clusterwide=all_namespaces,
              namespaces=list(namespaces) or ([] if all_namespaces else [_own_namespace()]),

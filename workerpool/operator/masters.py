@@ -20,7 +20,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from ..metrics_server import ENV_VAR as METRICS_ENV
 from ..spec import API_VERSION, KIND, PoolSpec
+from .metrics import socket_path
 
 KILL_MARGIN_S = 5.0  # past the pool's shutdownGraceSeconds, a master that is still there is killed
 LOG_TAIL_LINES = 20
@@ -81,6 +83,7 @@ class Masters:
         self.state_dir = state_dir
         self.running: dict[str, MasterProcess] = {}
         self.lock = threading.Lock()
+        self.metrics = False  # True: each master serves /metrics on a socket (operator/metrics.py)
 
     def _file(self, key: str) -> Path:
         return self.state_dir / (key.replace("/", "__") + ".yaml")
@@ -92,9 +95,11 @@ class Masters:
         path = self._file(key)
         path.write_text(json.dumps(manifest_of(spec)))
         env = {**os.environ, "REDIS_URL": redis_url}
+        env.pop(METRICS_ENV, None)  # the operator's own address: masters get a socket each
+        metrics = ["--metrics-address", f"unix:{socket_path(self.state_dir, key)}"] if self.metrics else []
         proc = subprocess.Popen(
             [sys.executable, "-m", "workerpool", "run", str(path), "--log-format", "json",
-             "--die-with-parent", str(os.getpid())],
+             "--die-with-parent", str(os.getpid()), *metrics],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=os.getcwd(),
             # its own session: a Ctrl+C in the operator's terminal must not reach the master
             # directly (the operator drains it, and a second signal would mean "kill now")

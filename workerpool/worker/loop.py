@@ -18,7 +18,7 @@ from typing import Any, cast
 
 import redis
 
-from .. import logs, protocol
+from .. import logs, protocol, tracing
 from ..errors import TaskTimeout
 from ..process import ExitCode, parent_is
 from ..protocol import Keys, Task
@@ -74,6 +74,7 @@ class Worker:
         self.next_memory_check = 0.0
         self.registered = False
         self.forked_at = 0.0  # time.perf_counter() in the master just before the fork
+        tracing.opentelemetry()  # imported once in the master (if installed), not in each child
 
     # --- signals ------------------------------------------------------------------------
 
@@ -193,10 +194,13 @@ class Worker:
         if not self.pending:
             self.oldest_pending = time.monotonic()
         self.cfg.slot.begin(len(self.pending), len(self.in_hand))
+        op = ""
         try:
-            self.pending.append(self._serve(item))
+            done = self._serve(item)
+            op = done[0]
+            self.pending.append(done)
         finally:
-            self.cfg.slot.end(len(self.in_hand))
+            self.cfg.slot.end(len(self.in_hand), op)  # counts the outcome for /metrics
         self.served += 1
 
     def _serve(self, item: bytes) -> Outcome:
@@ -209,10 +213,12 @@ class Worker:
         if attempt > self.spec.max_retries + 1:  # its earlier attempts killed their workers
             error = f"WorkerLost: the worker died during each of {task.attempts} attempt(s)"
             return self._dead_letter(task, task.attempts, error, "")
+        if attempt == 1 and task.enqueued_at_ms:  # queue wait of first attempts, not retry backoff
+            self.cfg.slot.waited(time.time() - task.enqueued_at_ms * 0.001)
         logs.event("task started", id=task.task_id or "-", attempt=attempt)
         started = time.monotonic()
         try:
-            value = self._call_handler(task.payload)
+            value = self._call_handler(task)
             done = outcome.ok(task, value, self.spec)
         except BaseException as e:
             return self._failed(task, attempt, e)
@@ -221,13 +227,16 @@ class Worker:
                    backlog=self.backlog if self.backlog >= 0 else "?")
         return done
 
-    def _call_handler(self, payload: Any) -> Any:
+    def _call_handler(self, task: Task) -> Any:
         timeout = self.spec.task_timeout_s
         if timeout:
             signal.setitimer(signal.ITIMER_REAL, timeout)
         self.in_handler = True
         try:
-            return self.cfg.handler(payload)
+            if task.traceparent is None:
+                return self.cfg.handler(task.payload)
+            return tracing.call(self.cfg.handler, task.payload, task.traceparent, task.task_id,
+                                self.spec.queue)
         finally:
             self.in_handler = False
             if timeout:
