@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import redis
 
 from .. import logs, protocol
-from ..process import CLEAN_EXITS, ExitCode, die_with_parent, parent_is, set_title
+from ..process import CLEAN_EXITS, ExitCode, die_with_parent, parent_is, prefer_oom_kill, set_title
 from ..protocol import Keys
 from ..queue import connect
 from ..slots import SlotTable
@@ -137,6 +137,7 @@ class Pool:
         try:
             self.child_setup()
             die_with_parent(signal.SIGKILL)
+            prefer_oom_kill()
             if not parent_is(config.master_pid):  # the master died before prctl took effect
                 os._exit(ExitCode.ORPHANED)
             # no random.seed(): the random module reseeds itself in a forked child

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 import click
 import kopf
 
@@ -23,10 +26,24 @@ def operator(namespaces: tuple[str, ...], all_namespaces: bool, liveness: str | 
 
     if all_namespaces and namespaces:
         raise click.UsageError("give --namespace or --all-namespaces, not both")
+    from .readiness import Watched
+
+    watched = Watched(tuple(namespaces) or (() if all_namespaces else (_own_namespace(),)),
+                      all_namespaces)
     kopf.configure(verbose=False)
-    kopf.run(standalone=True, clusterwide=all_namespaces,
-             namespaces=list(namespaces) or ([] if all_namespaces else [_own_namespace()]),
-             liveness_endpoint=liveness)
+    kopf.run(standalone=True, clusterwide=all_namespaces, namespaces=list(watched.namespaces),
+             liveness_endpoint=liveness, identity=identity(),  # type: ignore[arg-type]
+             memo=kopf.Memo(watched=watched))
+
+
+def identity() -> str:
+    """Who this operator is to kopf: $POD_ID (the Deployment sets the pod's name), else the host.
+
+    Without it kopf calls getpass.getuser(), which raises KeyError for a uid with no passwd
+    entry, as in the image (uid 10001) or under OpenShift's arbitrary uids, and Kubernetes
+    sets neither USER nor LOGNAME.
+    """
+    return os.environ.get("POD_ID") or f"{socket.gethostname()}/{os.getpid()}"
 
 
 def _own_namespace() -> str:

@@ -1,0 +1,17 @@
+"""The operator's own Kubernetes API client (in-cluster ServiceAccount, else the kubeconfig)."""
+
+from __future__ import annotations
+
+import functools
+
+from kubernetes import client, config
+
+
+@functools.cache
+def api_client() -> client.ApiClient:
+    """One client for the process, configured on first use (never at import time)."""
+    try:
+        config.load_incluster_config()  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config()  # type: ignore[no-untyped-call]
+    return client.ApiClient()
