@@ -15,10 +15,16 @@ RUN apt-get update \
  && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin workerpool
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
+# dependencies first, in a layer that only pyproject.toml invalidates: a code change rebuilds
+# in seconds instead of downloading kopf and the kubernetes client again
+COPY pyproject.toml ./
+RUN python -c 'import tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+print("\n".join(p["dependencies"] + p["optional-dependencies"]["operator"]))' >/tmp/requirements.txt \
+ && pip install --no-cache-dir -r /tmp/requirements.txt && rm -rf /tmp/requirements.txt /root/.cache
+COPY README.md ./
 COPY workerpool ./workerpool
 COPY examples ./examples
-RUN pip install --no-cache-dir ".[operator]" && rm -rf /root/.cache
+RUN pip install --no-cache-dir --no-deps ".[operator]" && rm -rf /root/.cache build
 
 ENV PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 WORKERPOOL_STATE_DIR=/tmp/workerpool
 # numeric, so that the kubelet can check runAsNonRoot without reading /etc/passwd

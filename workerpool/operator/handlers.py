@@ -44,6 +44,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 150
     # kopf logs every timer run ("succeeded") at INFO: once a second per pool is noise
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    # and the health endpoint logs every probe (the readiness probe's every 5 s)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
 @kopf.on.startup()
