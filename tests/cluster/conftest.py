@@ -30,11 +30,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark every test in this folder `cluster`; the first one also waits for the node."""
-    for item in items:
-        if HERE in Path(str(item.fspath)).resolve().parents:
-            item.add_marker(pytest.mark.cluster)
-            item.add_marker(pytest.mark.timeout(900))
+    """Mark every test in this folder `cluster` and run them last: the node is torn down when
+    the session ends, so it does not load the machine while the other suites run."""
+    ours = [item for item in items if HERE in Path(str(item.fspath)).resolve().parents]
+    for item in ours:
+        item.add_marker(pytest.mark.cluster)
+        item.add_marker(pytest.mark.timeout(900))  # the first one also builds and starts the node
+    items[:] = [item for item in items if item not in ours] + ours
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

@@ -18,7 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / ".ci" / "cluster"
 K8S_VERSION = os.environ.get("WORKERPOOL_K8S_VERSION", "v1.36.3")
 _K8S_CACHE = Path(os.environ.get("WORKERPOOL_K8S_CACHE", Path.home() / ".cache" / "workerpool-k8s"))
-NEEDED_PROGRAMS = ("nsenter", "ip", "buildah", "podman", "containerd", "ctr", "runc", "openssl", "curl")
+NEEDED_PROGRAMS = ("nsenter", "ip", "buildah", "podman", "containerd", "ctr", "runc", "openssl", "curl",
+                   "redis-cli")
 
 
 def missing_tools() -> str | None:
