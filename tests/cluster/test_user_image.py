@@ -114,8 +114,10 @@ def test_force_deleting_the_busy_operator_pod_loses_none(shop: Cluster) -> None:
 
 
 def _oom_kills(cluster: Cluster, pod: str) -> int:
-    text = cluster.kubectl("exec", "-n", NS, pod, "--", "cat",
-                           "/sys/fs/cgroup/memory/memory.oom_control").stdout
+    """The kernel's count of OOM kills in the container's memory cgroup (v1, else v2)."""
+    text = cluster.kubectl("exec", "-n", NS, pod, "--", "sh", "-c",
+                           "cat /sys/fs/cgroup/memory/memory.oom_control 2>/dev/null"
+                           " || cat /sys/fs/cgroup/memory.events").stdout
     return int(dict(line.split() for line in text.splitlines())["oom_kill"])
 
 
