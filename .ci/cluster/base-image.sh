@@ -35,7 +35,7 @@ APT
   log "rootfs in $((SECONDS - t0))s ($(du -h "$TAR" | cut -f1))"
 fi
 if [[ "$(podman image inspect -f '{{index .Labels "workerpool.base"}}' "$BASE_REF" 2>/dev/null)" != "$KEY" ]]; then
-  podman import --change 'ENV LANG=C.UTF-8' \
+  podman import --quiet --change 'ENV LANG=C.UTF-8' \
     --change 'ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'CMD ["python3"]' --change "LABEL workerpool.base=$KEY" "$TAR" "$BASE_REF" >/dev/null
   log "imported $BASE_REF"

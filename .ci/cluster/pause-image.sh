@@ -15,6 +15,6 @@ strip "$CACHE/pause/pause"
 box="$(buildah from scratch)"
 buildah copy --quiet "$box" "$CACHE/pause/pause" /pause >/dev/null
 buildah config --entrypoint '["/pause"]' --user 65535:65535 "$box"
-buildah commit --rm "$box" "$PAUSE_REF" >/dev/null
+buildah commit --quiet --rm "$box" "$PAUSE_REF" >/dev/null
 podman save --quiet --format docker-archive -o "$TAR.tmp" "$PAUSE_REF" && mv -f "$TAR.tmp" "$TAR"
 log "built $PAUSE_REF"
