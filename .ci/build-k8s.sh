@@ -3,6 +3,11 @@
 # cache outside the repo, for the tests in tests/k8s.  Idempotent: a second run
 # finds the binaries and returns in well under a second.
 #
+#   bash .ci/build-k8s.sh        kube-apiserver, kubectl, etcd   -> .../bin
+#   bash .ci/build-k8s.sh node   kubelet, kube-controller-manager, kube-scheduler,
+#                                kube-proxy (for tests/cluster)  -> .../node-bin
+#                                (same flags: shared packages come from the Go build cache)
+#
 #   WORKERPOOL_K8S_VERSION  Kubernetes version (default below; etcd follows the
 #                           version pinned by that Kubernetes release's go.mod)
 #   WORKERPOOL_K8S_CACHE    cache root (default ~/.cache/workerpool-k8s)
@@ -14,10 +19,20 @@ set -euo pipefail
 K8S_VERSION="${WORKERPOOL_K8S_VERSION:-v1.36.3}"
 CACHE_ROOT="${WORKERPOOL_K8S_CACHE:-$HOME/.cache/workerpool-k8s}"
 OUT="$CACHE_ROOT/$K8S_VERSION"
-BIN="$OUT/bin"
-SRC="$OUT/src"
+if [[ "${1:-}" == node ]]; then
+  BIN="$OUT/node-bin"
+  SRC="$OUT/node-src"
+  BINARIES=(kubelet kube-controller-manager kube-scheduler kube-proxy)
+  PACKAGES=(k8s.io/kubernetes/cmd/kubelet k8s.io/kubernetes/cmd/kube-controller-manager
+            k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kube-proxy)
+else
+  BIN="$OUT/bin"
+  SRC="$OUT/src"
+  BINARIES=(kube-apiserver kubectl etcd)
+  # the etcd main package is the module root, so go names its binary "server"
+  PACKAGES=(k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kubectl go.etcd.io/etcd/server/v3)
+fi
 STAMP="$BIN/.complete"
-BINARIES=(kube-apiserver kubectl etcd)
 START=$SECONDS
 
 log() { echo "build-k8s: $*" >&2; }
@@ -47,18 +62,12 @@ write_module() {
       '$2 == "=>" && $3 ~ /^\.\/staging\// { printf "\t%s => %s %s\n", $1, $1, v }'
     printf ')\n'
   } >"$SRC/go.mod"
-  cat >"$SRC/tools.go" <<'EOF'
-//go:build tools
-
-// Package tools only pins the commands built by .ci/build-k8s.sh.
-package tools
-
-import (
-	_ "go.etcd.io/etcd/server/v3"
-	_ "k8s.io/kubernetes/cmd/kube-apiserver"
-	_ "k8s.io/kubernetes/cmd/kubectl"
-)
-EOF
+  {
+    printf '//go:build tools\n\n// Package tools only pins the commands built by .ci/build-k8s.sh.\n'
+    printf 'package tools\n\nimport (\n'
+    printf '\t_ "%s"\n' "${PACKAGES[@]}"
+    printf ')\n'
+  } >"$SRC/tools.go"
 }
 
 # Version variables that Kubernetes' own build (hack/lib/version.sh) stamps in,
@@ -75,18 +84,14 @@ ldflags() {
 }
 
 build() {
-  local tmp="$OUT/bin.tmp"
+  local tmp="$BIN.tmp"
   rm -rf "$tmp" && mkdir -p "$tmp" "$BIN"
   (
     cd "$SRC"
     go mod tidy
-    # One invocation so the three commands share one action graph; -p 2 for
-    # the 2-core machines.  The etcd main package is the module root, so go
-    # names its binary "server".
-    go build -p 2 -trimpath -buildvcs=false -ldflags="$(ldflags)" -o "$tmp/" \
-      k8s.io/kubernetes/cmd/kube-apiserver \
-      k8s.io/kubernetes/cmd/kubectl \
-      go.etcd.io/etcd/server/v3
+    # One invocation so the commands share one action graph; -p 2 for the
+    # 2-core machines.
+    go build -p 2 -trimpath -buildvcs=false -ldflags="$(ldflags)" -o "$tmp/" "${PACKAGES[@]}"
   )
 }
 
@@ -99,10 +104,10 @@ main() {
   write_module
   build
   rm -f "$STAMP"
-  mv -f "$OUT/bin.tmp/kube-apiserver" "$OUT/bin.tmp/kubectl" "$BIN/"
-  mv -f "$OUT/bin.tmp/server" "$BIN/etcd"
-  rmdir "$OUT/bin.tmp"
-  { "$BIN/etcd" --version; "$BIN/kube-apiserver" --version; } >"$STAMP.tmp"
+  [[ ! -f "$BIN.tmp/server" ]] || mv -f "$BIN.tmp/server" "$BIN.tmp/etcd"
+  mv -f "$BIN.tmp"/* "$BIN/"
+  rmdir "$BIN.tmp"
+  { [[ ! -x "$BIN/etcd" ]] || "$BIN/etcd" --version; "$BIN/${BINARIES[0]}" --version; } >"$STAMP.tmp"
   mv -f "$STAMP.tmp" "$STAMP"
   grep -E '^(etcd Version|Kubernetes)' "$STAMP" >&2
   elapsed "built"

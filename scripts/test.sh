@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite from a fresh machine: installs what the tests need, then runs pytest.
-# Usage: bash scripts/test.sh [pytest args...]
+# Usage: bash scripts/test.sh [pytest args...]     (e.g. -m "not cluster": the fast suites only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +28,12 @@ python3 -m pip install -q --disable-pip-version-check -e ".[test]"
 if [ -f .ci/build-k8s.sh ]; then
   echo "== kube-apiserver, etcd, kubectl for the operator tests (cached after the first build)"
   bash .ci/build-k8s.sh
+fi
+
+if [ -f .ci/cluster/prepare.sh ] && [ "$(id -u)" = 0 ]; then
+  echo "== the single-node Kubernetes for tests/cluster: Debian packages, base image, kubelet & co."
+  echo "   (built from source, ~3 min on 2 cores after the step above; cached in ~/.cache)"
+  bash .ci/cluster/prepare.sh
 fi
 
 echo "== pytest"

@@ -146,3 +146,13 @@ def _pings(client: redis.Redis) -> bool:
         return False
 
 
+
+
+def parse_table(text: str) -> list[dict[str, str]]:
+    """`kubectl get` output as rows of {COLUMN: value}; an empty cell is '' (columns are
+    sliced at the header's offsets, since kubectl leaves a missing value blank)."""
+    header, *rows = text.splitlines()
+    starts = [i for i, ch in enumerate(header) if ch != " " and (i == 0 or header[i - 1] == " ")]
+    bounds = list(zip(starts, [*starts[1:], None], strict=True))
+    names = [header[a:b].strip() for a, b in bounds]
+    return [{n: row[a:b].strip() for n, (a, b) in zip(names, bounds, strict=True)} for row in rows]

@@ -36,7 +36,7 @@ def _with_logs(f: Any) -> Any:
 
 
 @click.group()
-@click.version_option(package_name="workerpool")
+@click.version_option(package_name="redis-workerpool")  # the distribution name (PyPI)
 def cli() -> None:
     """A self-scaling pool of worker processes for a Redis queue."""
 

@@ -13,6 +13,10 @@ import setproctitle
 
 _PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
+# Workers volunteer as the kernel OOM killer's first choice (1000 = the most), so a handler that
+# overruns the container's memory limit costs one worker (the master replaces it and the task
+# is charged an attempt), never the master or the operator holding the pool together.
+WORKER_OOM_SCORE_ADJ = 1000
 
 
 class ExitCode(enum.IntEnum):
@@ -75,3 +79,13 @@ def tie_to_parent(parent_pid: int) -> None:
     die_with_parent(signal.SIGKILL)
     if not parent_is(parent_pid):
         os._exit(ExitCode.ORPHANED)
+
+
+def prefer_oom_kill(score_adj: int = WORKER_OOM_SCORE_ADJ) -> bool:
+    """Raise this process's oom_score_adj (raising needs no privilege; lowering would)."""
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(score_adj))
+    except OSError:  # not Linux, or /proc read-only: the kernel's own choice stands
+        return False
+    return True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 
 import psutil
@@ -81,3 +82,17 @@ def test_kill9_storm_during_a_batched_drain_loses_nothing(start_pool, redis_url,
     duplicates = r.llen("served:storm") - total
     print(f"kills={kills} duplicates={duplicates}")
     assert duplicates <= kills * 17  # at most what the killed workers held
+
+
+def test_workers_are_the_oom_killers_first_choice_and_the_master_is_not(start_pool):
+    """Past a container's memory limit the kernel kills the process with the highest
+    oom_score_adj: that must be a worker (replaced, its task retried), never the master."""
+    pool = start_pool(manifest("oomadj", handler="handlers:record", minWorkers=2, maxWorkers=2))
+    pool.wait_workers(2, 0)
+    assert [_oom_score_adj(w.pid) for w in pool.workers()] == [1000, 1000]
+    assert _oom_score_adj(pool.proc.pid) == _oom_score_adj(os.getpid())
+
+
+def _oom_score_adj(pid: int) -> int:
+    with open(f"/proc/{pid}/oom_score_adj") as f:
+        return int(f.read())

@@ -12,7 +12,7 @@ from typing import Any
 
 import test_operator
 import yaml
-from helpers import wait_until
+from helpers import parse_table, wait_until
 from test_operator import NS, Operator, apply, get, pool_doc
 
 from workerpool.spec import parse_manifest
@@ -62,10 +62,8 @@ def test_a_pool_with_pods_is_a_deployment_it_owns(operator: Operator, cluster: A
                what="status.pods")
     ready = {c["type"]: c for c in get(cluster, "spread")["status"]["conditions"]}["Ready"]
     assert (ready["status"], ready["reason"]) == ("False", "Starting")  # no kubelet: no master yet
-    header, row = (line.split() for line in cluster.kubectl("get", "wp", "spread", "-n", NS)
-                   .stdout.splitlines()[:2])
-    columns = dict(zip(header, row, strict=True))
-    assert (columns["PODS"], columns["READY"]) == ("2", "0")
+    row = parse_table(cluster.kubectl("get", "wp", "spread", "-n", NS).stdout)[0]
+    assert (row["PODS"], row["READY"], row["PERMANENT"]) == ("2", "0", "0")
 
     # the worker pod passes Pod Security "restricted" (the namespace enforces it)
     candidate = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "wp-psa", "namespace": NS},

@@ -18,7 +18,7 @@ import redis
 
 from .. import logs, protocol
 from ..ledger import Ledger, exit_reason
-from ..process import CLEAN_EXITS, ExitCode, die_with_parent, parent_is, set_title
+from ..process import CLEAN_EXITS, ExitCode, die_with_parent, parent_is, prefer_oom_kill, set_title
 from ..protocol import Keys
 from ..queue import connect
 from ..slots import SlotTable, SlotView
@@ -140,6 +140,7 @@ class Pool:
         try:
             self.child_setup()
             die_with_parent(signal.SIGKILL)
+            prefer_oom_kill()
             if not parent_is(config.master_pid):  # the master died before prctl took effect
                 os._exit(ExitCode.ORPHANED)
             # no random.seed(): the random module reseeds itself in a forked child

@@ -22,6 +22,7 @@ from . import status as st
 from .crd import GROUP, PLURAL, VERSION
 from .masters import Masters, manifest_of
 from .pod_scaling import Timers
+from .readiness import Watched, wait_until_served
 from .secrets import read_secret_key
 
 STATUS_INTERVAL_S = 1.0
@@ -45,6 +46,22 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 150
     # kopf logs every timer run ("succeeded") at INFO: once a second per pool is noise
     logging.getLogger("kopf.objects").setLevel(logging.WARNING)
+    # and the health endpoint logs every probe (the readiness probe's every 5 s)
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+@kopf.on.startup()
+async def wait_for_api(memo: kopf.Memo, **_: Any) -> None:
+    """Start watching only once the WorkerPool API answers (no ERROR on a fresh install)."""
+    watched = memo.get("watched")
+    if isinstance(watched, Watched):
+        await wait_until_served(watched)
+
+
+@kopf.on.probe(id="pools")
+def pools_running(**_: Any) -> int:
+    """The health endpoint's body: how many masters this operator runs."""
+    return len(MASTERS.running)
 
 
 @kopf.on.cleanup()

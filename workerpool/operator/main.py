@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
+import socket
+
 import click
 import kopf
 
 from .. import logs
 from ..errors import SpecError
+from .kubeapi import own_namespace
 
 
 @click.command("workerpool operator")
@@ -34,18 +38,24 @@ def operator(namespaces: tuple[str, ...], all_namespaces: bool, liveness: str | 
         except SpecError as e:
             raise click.BadParameter(str(e)) from None
         handlers.MASTERS.metrics = True
+    from .readiness import Watched
+
+    watched = Watched(tuple(namespaces) or (() if all_namespaces else (own_namespace() or "default",)),
+                      all_namespaces)
     kopf.configure(verbose=False)
-    kopf.run(standalone=True, clusterwide=all_namespaces,
-             namespaces=list(namespaces) or ([] if all_namespaces else [_own_namespace()]),
-             liveness_endpoint=liveness)
+    kopf.run(standalone=True, clusterwide=all_namespaces, namespaces=list(watched.namespaces),
+             liveness_endpoint=liveness, identity=identity(),  # type: ignore[arg-type]
+             memo=kopf.Memo(watched=watched))
 
 
-def _own_namespace() -> str:
-    try:
-        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as f:
-            return f.read().strip()
-    except OSError:
-        return "default"
+def identity() -> str:
+    """Who this operator is to kopf: $POD_ID (the Deployment sets the pod's name), else the host.
+
+    Without it kopf calls getpass.getuser(), which raises KeyError for a uid with no passwd
+    entry, as in the image (uid 10001) or under OpenShift's arbitrary uids, and Kubernetes
+    sets neither USER nor LOGNAME.
+    """
+    return os.environ.get("POD_ID") or f"{socket.gethostname()}/{os.getpid()}"
 
 
 def main(args: list[str]) -> int:

@@ -7,37 +7,28 @@ cheapest to delete before it lowers the Deployment's replicas, and writes the st
 
 from __future__ import annotations
 
-import functools
 import os
 from dataclasses import dataclass
 from typing import Any
 
 import kopf
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from ..spec import PoolSpec
 from . import workload
+from .kubeapi import api_client, own_namespace
 from .pod_scaling import PodBounds, PodDecision, PodSeen, Timers, decide_pods
-
-
-@functools.cache
-def _api() -> client.ApiClient:
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
-    return client.ApiClient()
 
 
 # Typed as Any: we hand the client plain dicts (the builders in workload.py are pure), which it
 # sends as they are; its annotations ask for its model classes.
 def _apps() -> Any:
-    return client.AppsV1Api(_api())
+    return client.AppsV1Api(api_client())
 
 
 def _core() -> Any:
-    return client.CoreV1Api(_api())
+    return client.CoreV1Api(api_client())
 
 
 def own_image() -> str:
@@ -45,7 +36,7 @@ def own_image() -> str:
     image = os.environ.get("WORKERPOOL_IMAGE")
     if image:
         return image
-    pod, namespace = os.environ.get("POD_ID") or os.environ.get("HOSTNAME"), _own_namespace()
+    pod, namespace = os.environ.get("POD_ID") or os.environ.get("HOSTNAME"), own_namespace()
     if pod and namespace:
         try:
             return str(_core().read_namespaced_pod(pod, namespace).spec.containers[0].image)
@@ -53,14 +44,6 @@ def own_image() -> str:
             pass
     raise kopf.PermanentError("spec.pods.image: required when the operator does not run in a pod "
                               "(or set WORKERPOOL_IMAGE)")
-
-
-def _own_namespace() -> str | None:
-    try:
-        with open("/var/run/secrets/kubernetes.io/serviceaccount/namespace") as f:
-            return f.read().strip()
-    except OSError:
-        return None
 
 
 def apply_workload(spec: PoolSpec, namespace: str, uid: str, manifest: dict[str, Any],

@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import base64
-import functools
 
 import kopf
-from kubernetes import client, config
+from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from .kubeapi import api_client
 
-@functools.cache
+
 def _core() -> client.CoreV1Api:
-    try:
-        config.load_incluster_config()  # type: ignore[no-untyped-call]
-    except config.ConfigException:
-        config.load_kube_config()  # type: ignore[no-untyped-call]
-    return client.CoreV1Api()
+    return client.CoreV1Api(api_client())
 
 
 def read_secret_key(namespace: str, name: str, key: str) -> str:

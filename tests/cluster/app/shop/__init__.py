@@ -1,0 +1,1 @@
+"""A user's handler package, shipped in an image built FROM workerpool."""
