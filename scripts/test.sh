@@ -6,21 +6,19 @@ cd "$(dirname "$0")/.."
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
-if ! command -v redis-server >/dev/null; then
-  echo "== installing redis-server (Debian package)"
-  as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq redis-server >/dev/null
-fi
-
-# --- issue 12: metrics and `workerpool top` tests -------------------------------------------
-# prometheus + promtool (a real Prometheus scrapes a master; rules and metrics are linted) and
+# Debian packages the tests talk to: redis-server (and redis-sentinel for the Sentinel tests),
+# prometheus + promtool (a real Prometheus scrapes a master; rules and metrics are linted), and
 # tmux (`workerpool top` is driven in a real terminal)
-if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null || ! command -v tmux >/dev/null; then
-  echo "== installing prometheus and tmux (Debian packages)"
+missing=()
+for program in redis-server redis-sentinel prometheus promtool tmux; do
+  command -v "$program" >/dev/null || missing+=("$program")
+done
+if ((${#missing[@]})); then
+  echo "== installing Debian packages for: ${missing[*]}"
   as_root apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq prometheus tmux >/dev/null
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq \
+    redis-server redis-sentinel prometheus tmux >/dev/null
 fi
-# --- end of issue 12 ------------------------------------------------------------------------
 
 echo "== installing workerpool with its test dependencies"
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
