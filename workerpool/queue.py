@@ -91,7 +91,10 @@ class Queue:
             # Redis >= 6 takes fractional seconds; redis-py's annotation says int
             raw = self._redis.blmove(key, key, min(left, 1.0), "RIGHT", "LEFT")  # type: ignore[arg-type]
             if raw is not None:
-                return _unpack_result(task_id, cast(bytes, raw))
+                result = protocol.Result.from_json(cast(bytes, raw))
+                if result.status == "dead":
+                    raise TaskFailed(task_id, result.error, result.attempts)
+                return result.value
 
     def backlog(self) -> int:
         """Tasks waiting in the queue (not yet claimed by a worker)."""
@@ -103,14 +106,15 @@ class Queue:
 
     def dead_letters(self, limit: int = 1000) -> list[dict[str, Any]]:
         """The first `limit` dead letters (oldest first)."""
-        return [json.loads(e) for e in self._redis.lrange(self.keys.dead, 0, limit - 1)]
+        return [protocol.DeadLetter.from_json(e).to_dict()
+                for e in self._redis.lrange(self.keys.dead, 0, limit - 1)]
 
     def requeue_dead(self) -> int:
         """Send every dead letter back to the queue with its attempts reset; return the count."""
         entries = self._redis.lrange(self.keys.dead, 0, -1)
         if not entries:
             return 0
-        items = [protocol.reset_attempts(_dead_item(json.loads(e))) for e in entries]
+        items = [protocol.reset_attempts(protocol.DeadLetter.from_json(e).item) for e in entries]
         pipe = self._redis.pipeline(transaction=True)
         pipe.rpush(self.name, *items)
         pipe.ltrim(self.keys.dead, len(entries), -1)  # new dead letters are appended: keep them
@@ -126,19 +130,6 @@ class Queue:
 
     def close(self) -> None:
         self._redis.close()
-
-
-def _unpack_result(task_id: str, raw: bytes) -> Any:
-    result = json.loads(raw)
-    if result.get("status") == "dead":
-        raise TaskFailed(task_id, result.get("error", "?"), result.get("attempts", 0))
-    return result.get("value")
-
-
-def _dead_item(entry: dict[str, Any]) -> bytes:
-    if "item_latin1" in entry:  # an element that was not UTF-8, kept byte for byte
-        return str(entry["item_latin1"]).encode("latin-1")
-    return str(entry["item"]).encode("utf-8")
 
 
 def read_stats(r: redis.Redis, keys: Keys) -> dict[str, Any]:

@@ -22,7 +22,7 @@ def test_envelope_round_trip(payload, attempts):
     item = protocol.envelope("abc", protocol.dumps(payload), attempts, 5).encode()
     task = decode_item(item)
     assert (task.task_id, task.attempts, task.payload) == ("abc", attempts, payload)
-    again = decode_item(protocol.retry_item(task, attempts + 1).encode())
+    again = decode_item(protocol.retry_item(task, attempts + 1))
     assert (again.task_id, again.attempts, again.payload) == ("abc", attempts + 1, payload)
     assert decode_item(protocol.reset_attempts(item)).attempts == 0
 
@@ -33,7 +33,7 @@ def test_envelope_round_trip(payload, attempts):
 def test_foreign_elements(raw, payload):
     task = decode_item(raw)
     assert (task.task_id, task.attempts, task.payload) == (None, 0, payload)
-    retried = decode_item(protocol.retry_item(task, 1).encode())
+    retried = decode_item(protocol.retry_item(task, 1))
     assert (retried.attempts, retried.payload) == (1, payload)
 
 

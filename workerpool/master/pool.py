@@ -20,6 +20,7 @@ from .. import logs, protocol
 from ..process import CLEAN_EXITS, ExitCode, die_with_parent, parent_is, set_title
 from ..protocol import Keys
 from ..queue import connect
+from ..redis_errors import Trouble, is_transient
 from ..slots import SlotTable
 from ..spec import PoolSpec
 from ..worker import Worker, WorkerConfig, run_worker
@@ -28,6 +29,7 @@ from .scaling import Bounds, Decision, Observed, decide
 
 HARD_KILL_GRACE_S = 5.0  # past taskTimeoutSeconds + this, a worker whose alarm did not work is killed
 CRASH_WINDOW_S = 10.0  # a worker that dies younger than this counts toward a crash loop
+CRASH_BACKOFF_FIRST_S = 0.1  # the second fork of a crash loop waits this; each later one doubles
 CRASH_BACKOFF_MAX_S = 30.0
 ORPHAN_SWEEP_INTERVAL_S = 30.0  # how often processing lists with no live owner are looked for
 _SIZE_FIELDS = ("min_workers", "max_workers", "scale_up_backlog")
@@ -52,10 +54,12 @@ class Upkeep:
 
     backlog: int = 0
     redis_ok: bool = True
-    failures: int = 0
     next_heartbeat: float = 0.0
     next_sweep: float = 0.0
     recoveries: list[tuple[str, int]] = field(default_factory=list)
+    # one backoff per step: a key a user broke (WRONGTYPE on the queue) stops only its step
+    trouble: dict[str, Trouble] = field(default_factory=dict)
+    retry_at: dict[str, float] = field(default_factory=dict)
 
 
 class Pool:
@@ -142,7 +146,7 @@ class Pool:
             # no random.seed(): the random module reseeds itself in a forked child
             logs.set_role(config.role)
             set_title(f"worker[{config.role}] pool={self.spec.name}")
-            code = 1  # from here on a failure is a crash: the worker is replaced
+            code = ExitCode.CRASHED  # from here on a failure is a crash: the worker is replaced
             code = run_worker(worker)
         except BaseException:
             logs.event("worker failed", level=logging.CRITICAL, exc_info=True)
@@ -169,19 +173,25 @@ class Pool:
         self.upkeep.next_heartbeat = 0.0
         seen = self.slots.read(child.slot)
         self.slots.release(child.slot)
-        clean = status >= 0 and status in CLEAN_EXITS
+        # a worker that exits while its slot says busy died inside a task, whatever its exit
+        # code (user code may call os._exit(0)): that is a crash, and the task is charged
+        clean = status >= 0 and status in CLEAN_EXITS and not seen.busy
         reason = child.killed_for or ExitCode.describe(status)
+        if seen.busy and not child.killed_for and status in CLEAN_EXITS:
+            reason = f"exited during a task ({reason})"
         level = logging.INFO if clean or child.killed_for == "shutdown" else logging.WARNING
         logs.event("worker exited", level=level, worker_role=child.role, worker=pid,
                    reason=reason)
-        charge = seen.position if (seen.busy and not clean and child.killed_for != "shutdown") else -1
+        charge = seen.position if (seen.busy and child.killed_for != "shutdown") else -1
         self.upkeep.recoveries.append((child.worker_id, charge))
         self.try_recover_pending()  # if Redis is down, the next ticks retry
         if not clean and child.killed_for != "shutdown":
             self.crashes += 1
             self.last_crash = reason
             self._note_crash(child)
-        return status == ExitCode.BOOT_FAILED
+        # BOOT_FAILED from a worker that never started a task; the same code from user code
+        # inside a task (os._exit(3)) is a crash like any other
+        return status == ExitCode.BOOT_FAILED and seen.started_at == 0.0
 
     def _note_crash(self, child: Child) -> None:
         now = time.monotonic()
@@ -189,7 +199,8 @@ class Pool:
             self.crash_streak = 0
             return
         self.crash_streak += 1
-        delay = min(CRASH_BACKOFF_MAX_S, 0.1 * 2 ** (self.crash_streak - 1))
+        # the exponent is capped: 2 ** 1024 overflows a float, and the cap is reached long before
+        delay = min(CRASH_BACKOFF_MAX_S, CRASH_BACKOFF_FIRST_S * 2 ** min(self.crash_streak - 1, 16))
         self.respawn_after = now + delay
         if self.crash_streak > 1:
             logs.event("workers crash-looping, backing off", level=logging.WARNING,
@@ -203,6 +214,7 @@ class Pool:
         self._enforce_hard_timeouts(now)
         if not self.draining:
             seen = self.observe()
+            # the crash backoff holds back every fork: temporaries crash-loop as well
             self.apply(decide(seen, self._bounds(), now >= self.respawn_after), seen)
 
     def observe(self) -> Observed:
@@ -239,34 +251,56 @@ class Pool:
                 _kill(child.pid, signal.SIGKILL)
 
     def _poll(self, now: float) -> None:
-        try:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.llen(self.spec.queue)
-            self.promote([self.keys.delayed, self.spec.queue],
-                         [protocol.now_ms(), protocol.PROMOTE_BATCH], client=pipe)
-            self.upkeep.backlog = int(pipe.execute()[0])
-            if now >= self.upkeep.next_heartbeat:
-                self.heartbeat()
-                self.upkeep.next_heartbeat = now + protocol.HEARTBEAT_INTERVAL_S
-            if now >= self.upkeep.next_sweep:
-                self.sweep_orphans()
-                self.upkeep.next_sweep = now + ORPHAN_SWEEP_INTERVAL_S
-            self._recover_pending()
+        """The Redis upkeep of one tick, step by step; a failing step backs off on its own."""
+        steps: list[tuple[str, str, Callable[[], None]]] = [("poll", self.spec.queue, self._read_backlog)]
+        if now >= self.upkeep.next_heartbeat:
+            steps.append(("heartbeat", self.keys.alive, self.heartbeat))
+        if now >= self.upkeep.next_sweep:
+            steps.append(("sweep", self.keys.processing("*"), self.sweep_orphans))
+        if self.upkeep.recoveries:
+            steps.append(("recover", self.spec.queue, self._recover_pending))
+        for name, key, step in steps:
+            if not self._run_step(name, key, step, now):
+                break
+        else:
             self._redis_ok()
-        except (redis.ConnectionError, redis.TimeoutError) as e:
-            self._redis_failed(e)
+        if now >= self.upkeep.next_heartbeat:
+            self.upkeep.next_heartbeat = now + protocol.HEARTBEAT_INTERVAL_S
+        if now >= self.upkeep.next_sweep:
+            self.upkeep.next_sweep = now + ORPHAN_SWEEP_INTERVAL_S
+
+    def _read_backlog(self) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.llen(self.spec.queue)
+        self.promote([self.keys.delayed, self.spec.queue],
+                     [protocol.now_ms(), protocol.PROMOTE_BATCH], client=pipe)
+        self.upkeep.backlog = int(pipe.execute()[0])
+
+    def _run_step(self, name: str, key: str, step: Callable[[], None], now: float) -> bool:
+        """Run one upkeep step unless it is backing off; False if Redis is unreachable."""
+        if now < self.upkeep.retry_at.get(name, 0.0):
+            return True
+        trouble = self.upkeep.trouble.setdefault(name, Trouble(name))
+        try:
+            step()
+        except redis.RedisError as e:
+            self.upkeep.retry_at[name] = now + trouble.failed(e, _command_of(e, name), key)
+            if is_transient(e):
+                self._redis_failed()
+                return False
+            return True
+        trouble.succeeded()
+        return True
 
     def _redis_ok(self) -> None:
         if not self.upkeep.redis_ok:
-            logs.event("redis is back", queue=self.spec.queue)
+            logs.event("redis is back; scale-up resumes", queue=self.spec.queue)
         self.upkeep.redis_ok = True
-        self.upkeep.failures = 0
 
-    def _redis_failed(self, e: Exception) -> None:
-        self.upkeep.failures += 1
-        if self.upkeep.redis_ok or self.upkeep.failures % 50 == 0:
+    def _redis_failed(self) -> None:
+        if self.upkeep.redis_ok:
             logs.event("redis unavailable; keeping the workers, pausing scale-up",
-                       level=logging.WARNING, error=str(e))
+                       level=logging.WARNING, queue=self.spec.queue)
         self.upkeep.redis_ok = False
 
     # --- heartbeats, publishing, recovery -------------------------------------------------
@@ -322,13 +356,9 @@ class Pool:
                            charged_attempt=charge >= 0)
 
     def try_recover_pending(self) -> bool:
-        """Recover what exited workers held; False if Redis is unreachable."""
-        try:
-            self._recover_pending()
-            return True
-        except (redis.ConnectionError, redis.TimeoutError) as e:
-            self._redis_failed(e)
-            return False
+        """Recover what exited workers held; False if Redis did not take it."""
+        return self._run_step("recover", self.spec.queue, self._recover_pending, time.monotonic()) and \
+            not self.upkeep.recoveries
 
     def withdraw(self) -> None:
         """Remove this master's entry (clean stop), so `stats` stops showing it at once."""
@@ -337,7 +367,7 @@ class Pool:
             pipe.zrem(self.keys.alive, f"m:{self.master_id}")
             pipe.hdel(self.keys.masters, self.master_id)
             pipe.execute()
-        except (redis.ConnectionError, redis.TimeoutError):
+        except redis.RedisError:
             pass  # the entry expires by itself
 
     def published(self) -> dict[str, object]:
@@ -369,6 +399,14 @@ class Pool:
         if worker_level:
             for role in ("permanent", "temporary"):
                 self.retire(role, len(self.live(role)))
+
+
+def _command_of(exc: redis.RedisError, step: str) -> str:
+    """The command that failed, as redis-py names it inside a pipeline, else the step's."""
+    match = re.match(r"Command # \d+ \((\S+)", str(exc))
+    commands = {"poll": "LLEN+PROMOTE", "heartbeat": "ZADD+HSET+ZRANGEBYSCORE",
+                "sweep": "SCAN+ZSCORE+RECOVER", "recover": "RECOVER"}
+    return match.group(1) if match else commands.get(step, step)
 
 
 def _kill(pid: int, sig: signal.Signals) -> None:
