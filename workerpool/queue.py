@@ -11,8 +11,9 @@ from typing import Any, cast
 import redis
 
 from . import protocol
-from .errors import ResultTimeout, TaskFailed
+from .errors import ResultTimeout, SpecError, TaskFailed
 from .protocol import Keys
+from .spec import QUEUE_MAX_LENGTH
 
 ENQUEUE_CHUNK = 1000  # elements per RPUSH in enqueue_many: big enough to amortise, small enough for Redis
 
@@ -21,6 +22,20 @@ ENQUEUE_CHUNK = 1000  # elements per RPUSH in enqueue_many: big enough to amorti
 _NO_CLIENT_SETINFO: dict[str, None] = (
     {"driver_info": None} if "driver_info" in inspect.signature(redis.Redis.__init__).parameters
     else {"lib_name": None, "lib_version": None})
+
+
+def queue_name_problem(name: str) -> str:
+    """Why `name` cannot be a queue ('' if it can): a pool could never serve it, or Redis
+    could not take it (a lone surrogate is not UTF-8)."""
+    if not name or len(name) > QUEUE_MAX_LENGTH:
+        return f"1 to {QUEUE_MAX_LENGTH} characters"
+    if any(c.isspace() or not c.isprintable() for c in name):
+        return "no spaces or control characters"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "valid UTF-8 text"
+    return ""
 
 
 def connect(url: str, **options: Any) -> redis.Redis:
@@ -44,6 +59,9 @@ class Queue:
 
     def __init__(self, name: str, redis_url: str = "redis://localhost:6379/0",
                  client: redis.Redis | None = None) -> None:
+        problem = queue_name_problem(name)
+        if problem:
+            raise SpecError("queue", name, problem)
         self.name = name
         self.keys = Keys(name)
         self._redis = client or connect(redis_url)

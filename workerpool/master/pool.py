@@ -23,7 +23,7 @@ from ..queue import connect
 from ..redis_errors import Trouble, is_transient
 from ..slots import SlotTable
 from ..spec import PoolSpec
-from ..worker import Worker, WorkerConfig, run_worker
+from ..worker import REPORTING_POSITION, Worker, WorkerConfig, error_handler_limit_s, run_worker
 from ..worker.handler import load
 from .scaling import Bounds, Decision, Observed, decide
 
@@ -241,13 +241,16 @@ class Pool:
             self.retire("temporary", d.retire_temporary)
 
     def _enforce_hard_timeouts(self, now: float) -> None:
-        limit = self.spec.task_timeout_s
-        if not limit:
-            return
+        """SIGKILL a worker whose task (or errorHandler, slot position -1) outlived its limit
+        and the alarm did not stop it (user code that blocks or ignores SIGALRM)."""
         for child in self.children.values():
             seen = self.slots.read(child.slot)
-            if seen.busy and child.killed_for is None and now - seen.started_at > limit + HARD_KILL_GRACE_S:
-                child.killed_for = "task timeout (killed)"
+            if not seen.busy or child.killed_for is not None:
+                continue
+            reporting = seen.position == REPORTING_POSITION
+            limit = error_handler_limit_s(self.spec) if reporting else self.spec.task_timeout_s
+            if limit and now - seen.started_at > limit + HARD_KILL_GRACE_S:
+                child.killed_for = "errorHandler timeout (killed)" if reporting else "task timeout (killed)"
                 _kill(child.pid, signal.SIGKILL)
 
     def _poll(self, now: float) -> None:

@@ -38,6 +38,14 @@ MEMORY_CHECK_INTERVAL_S = 0.5
 # The errorHandler's time limit when taskTimeoutSeconds is 0 (no limit): it reports a dead
 # task, and a hung one must not hold its worker (and the tasks it claimed) forever.
 ERROR_HANDLER_TIMEOUT_S = 60.0
+# The slot position a worker shows while its errorHandler runs: busy (so the master's hard
+# timeout applies) but holding no task to charge if it dies there (the outcome is recorded).
+REPORTING_POSITION = -1
+
+
+def error_handler_limit_s(spec: PoolSpec) -> float:
+    """The errorHandler's time limit: taskTimeoutSeconds, or ERROR_HANDLER_TIMEOUT_S if none."""
+    return spec.task_timeout_s or ERROR_HANDLER_TIMEOUT_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,9 +277,9 @@ class Worker:
         if self.cfg.error_handler is None:
             return
         self._flush(claim=False)
-        self.cfg.slot.begin(-1, len(self.in_hand))  # busy: the master's hard timeout applies
+        self.cfg.slot.begin(REPORTING_POSITION, len(self.in_hand))
         try:
-            self._call_user(self.cfg.error_handler, self.spec.task_timeout_s or ERROR_HANDLER_TIMEOUT_S,
+            self._call_user(self.cfg.error_handler, error_handler_limit_s(self.spec),
                             payload, error, attempts)
         except BaseException as e:  # user code: anything, SystemExit and TaskTimeout included
             logs.event("errorHandler raised", level=logging.ERROR, id=task_id or "-",
