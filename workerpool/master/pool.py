@@ -199,8 +199,7 @@ class Pool:
             self.crash_streak = 0
             return
         self.crash_streak += 1
-        # the exponent is capped: 2 ** 1024 overflows a float, and the cap is reached long before
-        delay = min(CRASH_BACKOFF_MAX_S, CRASH_BACKOFF_FIRST_S * 2 ** min(self.crash_streak - 1, 16))
+        delay = crash_backoff_s(self.crash_streak)
         self.respawn_after = now + delay
         if self.crash_streak > 1:
             logs.event("workers crash-looping, backing off", level=logging.WARNING,
@@ -402,6 +401,15 @@ class Pool:
         if worker_level:
             for role in ("permanent", "temporary"):
                 self.retire(role, len(self.live(role)))
+
+
+def crash_backoff_s(streak: int) -> float:
+    """How long the next fork waits after `streak` crashes in a row: doubling, capped.
+
+    The exponent is capped too: 2.0 ** 1024 overflows a float (a master that had survived a
+    thousand crashes would die of the thousand-and-first), and the cap is reached long before.
+    """
+    return min(CRASH_BACKOFF_MAX_S, CRASH_BACKOFF_FIRST_S * 2.0 ** min(max(streak - 1, 0), 16))
 
 
 def _command_of(exc: redis.RedisError, step: str) -> str:

@@ -54,6 +54,7 @@ class Master:
         self.stopping = False
         self.deadline = 0.0
         self.exit_code = 0
+        self.failed = False  # the last-resort guard caught an error: draining without ticks
         self.preexisting: set[int] = set()  # children we did not start (an embedded Redis)
         self.dispatch: dict[int, Callable[[], None]] = {
             signal.SIGTERM: self.stop, signal.SIGINT: self.stop, signal.SIGQUIT: self.kill_now,
@@ -129,6 +130,7 @@ class Master:
         logs.event("master failed; draining the workers", level=logging.CRITICAL, error=one_line(e))
         logs.event("master failure", level=logging.DEBUG, exc_info=True)
         self.exit_code = ExitCode.CRASHED
+        self.failed = True  # the drain keeps away from what failed: no more pool ticks
         try:
             if not self.stopping:
                 self.stop()
@@ -194,8 +196,9 @@ class Master:
         if time.monotonic() >= self.deadline and self.deadline:
             logs.event("grace period over", level=logging.WARNING, workers=self._count())
             self.kill_now()
-        for pool in self._all_pools():
-            pool.tick(time.monotonic())  # keep heartbeats and recoveries going
+        if not self.failed:
+            for pool in self._all_pools():
+                pool.tick(time.monotonic())  # keep heartbeats and recoveries going
         return False
 
     def _finish(self) -> None:
