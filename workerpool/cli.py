@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import urllib.parse
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -49,6 +50,9 @@ def _check_redis_url(ctx: click.Context, param: click.Parameter, value: str | No
         raise Refused("--redis-url", redact_url(value), allowed)
     try:
         redis.connection.parse_url(value)  # type: ignore[no-untyped-call]  # untyped in redis-py
+        db = urllib.parse.urlparse(value).path.strip("/")
+        if value.startswith("redis") and db and not db.isdigit():  # redis-py would ignore it
+            raise ValueError(f"the database {db!r} is not a number")
     except ValueError as e:
         raise Refused("--redis-url", redact_url(value), f"{allowed} ({redact_url(str(e))})") from None
     return value

@@ -253,7 +253,13 @@ class Result:
 
     @classmethod
     def from_json(cls, raw: bytes | str) -> Result:
-        data = json.loads(raw)
+        """Decode a result element; PayloadError if it is not one (written there by hand)."""
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            data = None
+        if not isinstance(data, dict) or data.get("status") not in ("ok", "dead"):
+            raise PayloadError(f"not a workerpool result element: {raw[:80]!r}")
         if data.get("status") == "dead":
             return cls("dead", error=str(data.get("error", "?")), attempts=int(data.get("attempts", 0)))
         return cls("ok", value=data.get("value"))

@@ -46,3 +46,47 @@ def test_nan_payload_refused():
     with pytest.raises(protocol.PayloadError):
         protocol.dumps(float("nan"))
     assert json.loads(protocol.dumps({"a": "é"})) == {"a": "é"}
+
+
+@given(st.binary(max_size=200) | st.text(max_size=200).map(lambda t: (protocol.ENVELOPE_PREFIX + t).encode()))
+def test_any_bytes_decode_or_raise_bad_item_only(item):
+    """A worker decodes whatever a producer pushed: BadItem is the only way to fail."""
+    try:
+        task = decode_item(item)
+    except BadItem:
+        return
+    if task.task_id is not None:  # accepted as ours: a retry rewrites only the attempt count
+        again = decode_item(protocol.retry_item(task, task.attempts + 1))
+        assert (again.task_id, again.attempts) == (task.task_id, task.attempts + 1)
+
+
+def test_deep_json_is_a_bad_item_not_a_recursion_error():
+    with pytest.raises(BadItem, match="nested deeper"):
+        decode_item(b"[" * 100_000)
+
+
+def test_a_retry_rewrites_only_the_attempt_count():
+    item = protocol.envelope("id1", '{"b":1.0000000000000000001,"a":[1e400]}', 2, 5).encode()
+    again = protocol.retry_item(decode_item(item), 3)
+    assert again == item.replace(b'"attempts":2', b'"attempts":3')  # payload byte for byte
+
+
+@given(json_values)
+def test_result_round_trip(value):
+    assert protocol.Result.from_json(protocol.Result("ok", value).to_json()) == protocol.Result("ok", value)
+    dead = protocol.Result("dead", error="E: x", attempts=3)
+    assert protocol.Result.from_json(dead.to_json()) == dead
+
+
+@pytest.mark.parametrize("raw", [b"garbage", b"[1]", b'{"status":"maybe"}', b"[" * 5000])
+def test_a_result_element_that_is_not_ours_is_a_clear_error(raw):
+    with pytest.raises(protocol.PayloadError, match="not a workerpool result element"):
+        protocol.Result.from_json(raw)
+
+
+@given(st.binary(max_size=100), st.text(max_size=50))
+def test_dead_letter_round_trip_keeps_the_element_byte_for_byte(item, error):
+    entry = protocol.DeadLetter("id", "q", 2, error, "tb", 1.5, item)
+    again = protocol.DeadLetter.from_json(entry.to_json())
+    assert again == entry
+    assert json.loads(entry.to_json())["queue"] == "q"

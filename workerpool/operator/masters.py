@@ -170,8 +170,9 @@ def _forward(stream: IO[bytes] | None, tail: collections.deque[str]) -> None:
     """Copy a master's log to the operator's stderr (so `kubectl logs` shows it); keep a tail."""
     if stream is None:
         return
-    for raw in stream:
-        line = raw.decode("utf-8", "replace")
-        tail.append(line)
-        sys.stderr.write(line)
+    with stream:  # closed at EOF (the master exited), not left to the garbage collector
+        for raw in stream:
+            line = raw.decode("utf-8", "replace")
+            tail.append(line)
+            sys.stderr.write(line)
     sys.stderr.flush()
