@@ -142,3 +142,14 @@ def test_an_idle_worker_over_max_memory_is_recycled(start_pool, redis_url, r):
     assert q.result(q.enqueue({"do": "leak", "mib": 120}), timeout=20) == 2
     wait_until(lambda: "maxMemoryMiB=60" in pool.log(), 10, what="the idle worker to be recycled")
     pool.wait_workers(1, 0)
+
+
+def test_a_task_that_kills_temporaries_with_a_clean_exit_ends_dead_lettered(start_pool, redis_url, r):
+    """minWorkers=0: only temporaries serve; each death is charged, the backoff holds their forks."""
+    pool = hostile_pool(start_pool, "temps", minWorkers=0, maxWorkers=2)
+    q = Queue("temps", redis_url=redis_url)
+    with pytest.raises(TaskFailed, match="WorkerLost"):
+        q.result(q.enqueue({"do": "os_exit", "code": 0}), timeout=60)
+    assert r.llen("attempts") == 2
+    assert "exited during a task" in pool.log() and "worker_role=temporary" in pool.log()
+    assert q.result(q.enqueue({"value": 5}), timeout=30) == {"value": 5}

@@ -42,7 +42,7 @@ foreign = st.one_of(
 
 
 @pytest.mark.slow
-@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                  HealthCheck.too_slow])
 @given(tasks=st.lists(survivable, max_size=8), deaths=st.lists(killers, max_size=2),
        elements=st.lists(foreign, max_size=8))
