@@ -30,6 +30,9 @@ ACK_FLUSH_INTERVAL_S = 0.05
 PROMOTE_BATCH = 500
 # An envelope's attempt count is below this (9 digits: Lua's tonumber stays exact).
 MAX_ATTEMPTS_FIELD = 10**9
+# Redis refuses a longer string (proto-max-bulk-len's default). A result this big could never
+# be recorded: its worker would retry the write forever, so dumps() refuses it up front.
+MAX_VALUE_BYTES = 512 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,9 +105,13 @@ def dumps(value: Any) -> str:
     try:
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         try:
-            text.encode("utf-8")
+            size = len(text.encode("utf-8"))
         except UnicodeEncodeError:
             text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+            size = len(text)  # ASCII now
+        if size > MAX_VALUE_BYTES:
+            raise PayloadError(f"{size} bytes of JSON: more than Redis stores in one value "
+                               f"({MAX_VALUE_BYTES} bytes)")
         return text
     except (TypeError, ValueError) as e:
         raise PayloadError(f"not JSON-serialisable: {e}") from None

@@ -90,3 +90,18 @@ def test_dead_letter_round_trip_keeps_the_element_byte_for_byte(item, error):
     again = protocol.DeadLetter.from_json(entry.to_json())
     assert again == entry
     assert json.loads(entry.to_json())["queue"] == "q"
+
+
+def test_a_value_redis_cannot_store_is_refused_up_front(monkeypatch):
+    """Bigger than proto-max-bulk-len: the worker would retry recording it forever."""
+    monkeypatch.setattr(protocol, "MAX_VALUE_BYTES", 100)
+    assert protocol.dumps("x" * 90)
+    with pytest.raises(protocol.PayloadError, match="more than Redis stores"):
+        protocol.dumps("x" * 200)
+    with pytest.raises(protocol.PayloadError, match="more than Redis stores"):
+        protocol.dumps("\udcff" * 20)  # escaped: 6 bytes each
+
+
+def test_lone_surrogates_are_escaped_not_left_to_the_redis_client():
+    assert protocol.dumps({"t": "a\udcffé"}) == '{"t":"a\\udcff\\u00e9"}'
+    assert protocol.dumps({"t": "é"}) == '{"t":"é"}'
