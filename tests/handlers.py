@@ -129,6 +129,7 @@ BEHAVIOURS: dict[str, Any] = {
     "sigkill": lambda p: os.kill(os.getpid(), signal.SIGKILL),
     "sleep": lambda p: time.sleep(p.get("s", 0)),
     "ignore_alarm_and_sleep": lambda p: _ignore_alarm_and_sleep(p),
+    "ignore_term": lambda p: signal.signal(signal.SIGTERM, signal.SIG_IGN) and None,
     "spawn": _spawn_sleeper,
     "fork": _fork,
     "mutate_and_fail": _mutate_and_fail,

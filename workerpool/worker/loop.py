@@ -253,6 +253,17 @@ class Worker:
                 signal.setitimer(signal.ITIMER_REAL, 0)
             if os.getpid() != self.pid:  # user code forked and its child returned here:
                 os._exit(ExitCode.OK)  # only the worker itself may serve and acknowledge
+            self._reclaim_signals()
+
+    def _reclaim_signals(self) -> None:
+        """User code may have replaced our handlers (ignored SIGTERM, say): take them back,
+        so the worker still drains when told and the next task still has its time limit."""
+        if (signal.getsignal(signal.SIGTERM) != self._on_term
+                or signal.getsignal(signal.SIGALRM) != self._on_alarm
+                or signal.getsignal(signal.SIGINT) is not _nothing):
+            logs.event("user code replaced the worker's signal handlers; restored",
+                       level=logging.WARNING)
+            self.install_signals()
 
     def _failed(self, task: Task, attempt: int, exc: BaseException) -> Outcome:
         error = exception_text(exc)
