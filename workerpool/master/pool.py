@@ -285,7 +285,7 @@ class Pool:
         trouble = self.upkeep.trouble.setdefault(name, Trouble(name))
         try:
             step()
-        except redis.RedisError as e:
+        except Exception as e:  # a Redis error, or a reply we did not expect (never fatal)
             self.upkeep.retry_at[name] = now + trouble.failed(e, _command_of(e, name), key)
             if is_transient(e):
                 self._redis_failed()
@@ -319,7 +319,7 @@ class Pool:
         pipe.zrangebyscore(self.keys.alive, "-inf", now)
         expired = pipe.execute()[2]
         for member in expired:
-            self._recover_expired(member.decode())
+            self._recover_expired(member)
 
     def sweep_orphans(self) -> None:
         """Recover processing lists whose worker is in no master's heartbeats at all.
@@ -330,18 +330,23 @@ class Pool:
         prefix = self.keys.processing("")
         pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"  # queue names may hold glob characters
         for key in self.redis.scan_iter(match=pattern, count=500):
-            worker_id = key.decode()[len(prefix):]
-            if self.redis.zscore(self.keys.alive, f"w:{worker_id}") is None:
-                self._recover_expired(f"w:{worker_id}")
+            member = b"w:" + key[len(prefix.encode()):]
+            if self.redis.zscore(self.keys.alive, member) is None:
+                self._recover_expired(member)
 
-    def _recover_expired(self, member: str) -> None:
-        kind, _, ident = member.partition(":")
-        if kind == "w":
-            moved = self.recover([self.keys.processing(ident), self.spec.queue, self.keys.seq],
+    def _recover_expired(self, member: bytes) -> None:
+        """Recover what a vanished worker held, or forget a vanished master.
+
+        Bytes throughout: a name written by hand need not be UTF-8, and must neither stop the
+        recovery of the others nor stay behind."""
+        kind, _, ident = member.partition(b":")
+        if kind == b"w":
+            processing = self.keys.processing("").encode() + ident
+            moved = self.recover([processing, self.spec.queue, self.keys.seq],
                                  [0, protocol.ENVELOPE_PREFIX])
             if moved:
                 logs.event("recovered tasks of a vanished worker", level=logging.WARNING,
-                           worker_id=ident, tasks=moved)
+                           worker_id=ident.decode("utf-8", "backslashreplace"), tasks=moved)
         else:
             self.redis.hdel(self.keys.masters, ident)
         self.redis.zrem(self.keys.alive, member)
@@ -412,7 +417,7 @@ def crash_backoff_s(streak: int) -> float:
     return min(CRASH_BACKOFF_MAX_S, CRASH_BACKOFF_FIRST_S * 2.0 ** min(max(streak - 1, 0), 16))
 
 
-def _command_of(exc: redis.RedisError, step: str) -> str:
+def _command_of(exc: Exception, step: str) -> str:
     """The command that failed, as redis-py names it inside a pipeline, else the step's."""
     match = re.match(r"Command # \d+ \((\S+)", str(exc))
     commands = {"poll": "LLEN+PROMOTE", "heartbeat": "ZADD+HSET+ZRANGEBYSCORE",
