@@ -102,6 +102,14 @@ def _mutate_and_fail(payload: Any) -> Any:
     raise RuntimeError("failed after changing its payload")
 
 
+def _signals(how: str) -> None:
+    """Take the worker's SIGTERM away: replace its handler, or block the signal."""
+    if how == "ignore":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    else:
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+
+
 def _ignore_alarm_and_sleep(payload: Any) -> None:
     signal.signal(signal.SIGALRM, signal.SIG_IGN)
     time.sleep(payload.get("s", 0))
@@ -129,7 +137,8 @@ BEHAVIOURS: dict[str, Any] = {
     "sigkill": lambda p: os.kill(os.getpid(), signal.SIGKILL),
     "sleep": lambda p: time.sleep(p.get("s", 0)),
     "ignore_alarm_and_sleep": lambda p: _ignore_alarm_and_sleep(p),
-    "ignore_term": lambda p: signal.signal(signal.SIGTERM, signal.SIG_IGN) and None,
+    "ignore_term": lambda p: _signals("ignore"),
+    "block_term": lambda p: _signals("block"),
     "spawn": _spawn_sleeper,
     "fork": _fork,
     "mutate_and_fail": _mutate_and_fail,

@@ -155,10 +155,14 @@ def test_a_task_that_kills_temporaries_with_a_clean_exit_ends_dead_lettered(star
     assert q.result(q.enqueue({"value": 5}), timeout=30) == {"value": 5}
 
 
-def test_a_handler_that_ignores_sigterm_does_not_stop_its_worker_from_draining(start_pool, redis_url, r):
+@pytest.mark.parametrize(("behaviour", "logged"), [
+    ("ignore_term", "signal handlers; restored"), ("block_term", "blocked signals in the worker"),
+])
+def test_a_handler_that_ignores_sigterm_does_not_stop_its_worker_from_draining(
+        start_pool, redis_url, r, behaviour, logged):
     pool = hostile_pool(start_pool, "ignterm", minWorkers=1, maxWorkers=1)
     q = Queue("ignterm", redis_url=redis_url)
-    assert q.result(q.enqueue({"do": "ignore_term"}), timeout=20) is None
+    assert q.result(q.enqueue({"do": behaviour}), timeout=20) is None
     assert pool.stop() == 0
     assert "grace period over" not in pool.log() and "killing workers now" not in pool.log()
-    assert "signal handlers; restored" in pool.log()
+    assert logged in pool.log()

@@ -28,6 +28,7 @@ survivable = st.one_of(
                      {"do": "raise_bad_str"}, {"do": "raise_base"}, {"do": "raise_surrogate"},
                      {"do": "keyboard_interrupt"}, {"do": "sys_exit", "code": 1},
                      {"do": "spawn"}, {"do": "fork"}, {"do": "mutate_and_fail"}, {"do": "ignore_term"},
+                     {"do": "block_term"},
                      {"do": "return", "value": "x", "on_error": "sys_exit"}]),
     st.builds(lambda s: {"do": "sleep", "s": s}, st.sampled_from([0.0, 0.05, 1.5])),  # 1.5 > limit
 )

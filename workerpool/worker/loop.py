@@ -256,8 +256,12 @@ class Worker:
             self._reclaim_signals()
 
     def _reclaim_signals(self) -> None:
-        """User code may have replaced our handlers (ignored SIGTERM, say): take them back,
-        so the worker still drains when told and the next task still has its time limit."""
+        """User code may have replaced our handlers (ignored SIGTERM, say) or blocked signals:
+        take them back, so the worker still drains when told and the next task still has its
+        time limit. One syscall per task when nothing changed."""
+        if signal.pthread_sigmask(signal.SIG_BLOCK, ()):  # the current mask, unchanged
+            logs.event("user code blocked signals in the worker; unblocked", level=logging.WARNING)
+            signal.pthread_sigmask(signal.SIG_SETMASK, ())
         if (signal.getsignal(signal.SIGTERM) != self._on_term
                 or signal.getsignal(signal.SIGALRM) != self._on_alarm
                 or signal.getsignal(signal.SIGINT) is not _nothing):
