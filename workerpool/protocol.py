@@ -105,7 +105,7 @@ def dumps(value: Any) -> str:
     try:
         text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         try:
-            size = len(text.encode("utf-8"))
+            size = len(text) if text.isascii() else len(text.encode("utf-8"))  # isascii: O(1)
         except UnicodeEncodeError:
             text = json.dumps(value, separators=(",", ":"), allow_nan=False)
             size = len(text)  # ASCII now
@@ -183,7 +183,7 @@ def _envelope_problem(env: Any, text: str) -> str:
         return f"its attempts is {attempts!r}, not an integer from 0 to {MAX_ATTEMPTS_FIELD - 1}"
     # the count Lua reads (first after the prefix) must be the one Python reads (a duplicate
     # "attempts" key would let a task that kills its worker escape the dead letters)
-    if text[len(ENVELOPE_PREFIX):].split(",", 1)[0] != str(attempts):
+    if not text.startswith(f"{attempts},", len(ENVELOPE_PREFIX)):  # (no copy of the payload)
         return "its attempts count is not the first field after the prefix"
     if not isinstance(env.get("id"), str) or not env["id"]:
         return f"its id is {env.get('id')!r}, not a non-empty string"
@@ -198,10 +198,15 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not JSON")
 
 
+# One decoder for every call: json.loads with an option builds a new decoder each time (an
+# allocation per task that showed as +0.3 MiB of worker memory over 20,000 tasks).
+_STRICT_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
 def _strict_json(text: str) -> Any:
     """json.loads without NaN/Infinity (not JSON: PHP and Go refuse them); ValueError if not."""
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return _STRICT_DECODER.decode(text)
     except RecursionError:
         raise ValueError("nested deeper than Python decodes") from None
 
