@@ -5,22 +5,71 @@ from __future__ import annotations
 import json
 import os
 import sys
+import urllib.parse
 from collections.abc import Iterator
-from typing import Any
+from typing import IO, Any
 
 import click
 import redis
 
 from . import logs
-from .errors import WorkerPoolError
-from .queue import Queue, connect
-from .spec import redact_url
+from .errors import WorkerPoolError, exception_text
+from .queue import Queue, connect, queue_name_problem
+from .spec import QUEUE_MAX_LENGTH, redact_url
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6390/0"  # where `workerpool run` puts its embedded Redis
+CLIENT_SOCKET_TIMEOUT_S = 10.0  # a client command waits this long for Redis before giving up
+
+
+class Refused(click.UsageError):
+    """Bad input: one line naming the argument, the value and what is allowed (exit code 2)."""
+
+    def __init__(self, argument: str, value: Any, allowed: str, problem: str = "is not allowed") -> None:
+        super().__init__(f"{argument}: {_shown(value)} {problem}; expected {allowed}")
+
+
+def _shown(value: Any) -> str:
+    text = value if isinstance(value, str) else str(value)
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates
+    text = text if len(text) <= 80 else text[:77] + "..."
+    return repr(text)
+
+
+def _check_queue(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    if queue_name_problem(value):
+        raise Refused("--queue", value, f"1 to {QUEUE_MAX_LENGTH} characters of UTF-8 text "
+                      "without spaces or control characters (the Redis list of the queue)")
+    return value
+
+
+def _check_redis_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is None:
+        return None
+    allowed = "a URL redis://[:password@]host[:port][/db], rediss://... or unix:///path"
+    if not _is_utf8(value) or not value.startswith(("redis://", "rediss://", "unix://")):
+        raise Refused("--redis-url", redact_url(value), allowed)
+    try:
+        redis.connection.parse_url(value)  # type: ignore[no-untyped-call]  # untyped in redis-py
+        db = urllib.parse.urlparse(value).path.strip("/")
+        if value.startswith("redis") and db and not db.isdigit():  # redis-py would ignore it
+            raise ValueError(f"the database {db!r} is not a number")
+    except ValueError as e:
+        raise Refused("--redis-url", redact_url(value), f"{allowed} ({redact_url(str(e))})") from None
+    return value
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # a lone surrogate: argv bytes that were not UTF-8
+        return False
+
 
 _redis_url = click.option("--redis-url", envvar="REDIS_URL", default=None, show_envvar=True,
-                          help="Redis URL (overrides spec.redis.url).")
-_queue = click.option("--queue", "-q", required=True, help="Queue (Redis list key).")
+                          callback=_check_redis_url, help="Redis URL (overrides spec.redis.url).")
+_queue = click.option("--queue", "-q", required=True, callback=_check_queue,
+                      help="Queue (Redis list key).")
 _log_options = [
     click.option("--log-level", default="INFO", show_default=True,
                  type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False)),
@@ -66,7 +115,8 @@ def run(pool_file: str, redis_url: str | None, data_dir: str, die_with_parent: i
 
 
 @cli.command()
-@click.option("--tasks", default=200, show_default=True, help="Tasks in the burst.")
+@click.option("--tasks", default=200, show_default=True, type=click.IntRange(1, 100_000),
+              help="Tasks in the burst.")
 @click.option("--data-dir", default=".workerpool/demo-redis", show_default=True)
 @_with_logs
 def demo(tasks: int, data_dir: str, log_level: str, log_format: str) -> None:
@@ -80,30 +130,47 @@ def demo(tasks: int, data_dir: str, log_level: str, log_format: str) -> None:
 @cli.command()
 @_queue
 @_redis_url
-@click.option("--file", "-f", "file_", type=click.File("r"), default=None,
+@click.option("--file", "-f", "file_", type=click.File("rb"), default=None,
               help="JSON lines, one payload per line ('-' for stdin).")
 @click.argument("payloads", nargs=-1)
 def enqueue(queue: str, redis_url: str | None, file_: Any, payloads: tuple[str, ...]) -> None:
     """Push each PAYLOAD (a JSON text) as a task; print one task id per line."""
     values = list(_parse_payloads(payloads, file_))
     if not values:
-        raise click.UsageError("give at least one PAYLOAD or --file")
+        raise Refused("PAYLOAD", "", "at least one PAYLOAD (a JSON text) or --file",
+                      problem="(none given)")
     q = _queue_of(queue, redis_url)
     ids = _redis_call(redis_url, lambda: q.enqueue_many(values))
     click.echo("\n".join(ids))
 
 
-def _parse_payloads(payloads: tuple[str, ...], file_: Any) -> Iterator[Any]:
-    sources = [(f"PAYLOAD #{i}", text) for i, text in enumerate(payloads, 1)]
+def _parse_payloads(payloads: tuple[str, ...], file_: IO[bytes] | None) -> Iterator[Any]:
+    sources: list[tuple[str, str | bytes]] = [(f"PAYLOAD #{i}", text) for i, text in enumerate(payloads, 1)]
     if file_ is not None:
-        sources += [(f"{file_.name} line {n}", line) for n, line in enumerate(file_, 1)
+        sources += [(f"--file {file_.name} line {n}", line) for n, line in enumerate(file_, 1)
                     if line.strip()]
-    for where, text in sources:
-        try:
-            yield json.loads(text)
-        except ValueError as e:
-            raise click.BadParameter(f"{where}: {text.strip()[:60]!r} is not valid JSON ({e}); "
-                                     "a string payload needs quotes: '\"text\"'") from None
+    for where, raw in sources:
+        yield _payload(where, raw)
+
+
+def _payload(where: str, raw: str | bytes) -> Any:
+    """One payload: strict JSON (no NaN or Infinity) in valid UTF-8, that JSON can write back."""
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        text.encode("utf-8")
+    except UnicodeError:
+        shown = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+        raise Refused(where, shown.strip(), "a JSON text in UTF-8", problem="is not valid UTF-8") from None
+    try:
+        return json.loads(text, parse_constant=_not_json)
+    except (ValueError, RecursionError) as e:
+        reason = "nested too deep" if isinstance(e, RecursionError) else str(e)
+        raise Refused(where, text.strip(), "a JSON text; a string payload needs quotes: '\"text\"'",
+                      problem=f"is not valid JSON ({reason})") from None
+
+
+def _not_json(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 @cli.command()
@@ -156,7 +223,8 @@ def dead_list(queue: str, redis_url: str | None) -> None:
     """One dead task per line: id, attempts, last error."""
     q = _queue_of(queue, redis_url)
     for entry in _redis_call(redis_url, q.dead_letters):
-        click.echo(f"{entry.get('id') or '-'}\tattempts={entry.get('attempts')}\t{entry.get('error')}")
+        fields = (entry.get("id") or "-", f"attempts={entry.get('attempts')}", entry.get("error"))
+        click.echo("\t".join(_one_line(str(f)) for f in fields))
 
 
 @dead.command("requeue")
@@ -188,8 +256,15 @@ def operator_cmd(args: tuple[str, ...]) -> None:
     sys.exit(operator_main(list(args)))
 
 
+def _one_line(text: str) -> str:
+    """Text for one field of a one-line record: control characters escaped."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape", "backslashreplace").decode()
+                   for c in text)
+
+
 def _queue_of(queue: str, redis_url: str | None) -> Queue:
-    return Queue(queue, client=connect(redis_url or DEFAULT_REDIS_URL, socket_timeout=10))
+    return Queue(queue, client=connect(redis_url or DEFAULT_REDIS_URL,
+                                       socket_timeout=CLIENT_SOCKET_TIMEOUT_S))
 
 
 def _redis_call(redis_url: str | None, fn: Any) -> Any:
@@ -208,4 +283,16 @@ def _exit_on_error(fn: Any) -> None:
 
 
 def main() -> None:
-    cli(prog_name="workerpool")
+    """The console script: every error is one line on stderr, never a traceback."""
+    try:
+        code = cli.main(prog_name="workerpool", standalone_mode=False)
+    except click.ClickException as e:
+        click.echo(f"Error: {_one_line(e.format_message())}", err=True)
+        sys.exit(e.exit_code)
+    except click.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(1)
+    except Exception as e:  # the last resort: a bug of ours, still one line
+        click.echo(f"Error: unexpected {_one_line(exception_text(e))}", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)

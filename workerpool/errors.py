@@ -54,3 +54,13 @@ class ResultTimeout(WorkerPoolError):
 
 class TaskTimeout(BaseException):
     """Raised inside a handler that ran longer than spec.taskTimeoutSeconds."""
+
+
+def exception_text(exc: BaseException) -> str:
+    """`Type: message` for any exception, even one whose __str__ raises (user code may)."""
+    name = type(exc).__name__
+    try:
+        text = str(exc)
+    except BaseException:  # a raising __str__ must not hide the failure it describes
+        text = "<str() of the exception failed>"
+    return f"{name}: {text}" if text else name

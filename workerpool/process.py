@@ -23,6 +23,7 @@ class ExitCode(enum.IntEnum):
     """Why a worker exited; the master logs it and decides whether to replace it."""
 
     OK = 0  # told to stop, stopped
+    CRASHED = 1  # an unexpected error (a worker: replaced; the master: after draining its workers)
     BOOT_FAILED = 3  # could not start (the master stops instead of fork-looping)
     IDLE = 10  # a temporary worker that had no task for idleTimeoutSeconds
     RECYCLED = 11  # maxTasksPerWorker or maxMemoryMiB reached
@@ -34,8 +35,9 @@ class ExitCode(enum.IntEnum):
         if status < 0:
             return f"killed by {signal.Signals(-status).name}"
         try:
-            return {cls.OK: "stopped", cls.IDLE: "idle", cls.RECYCLED: "recycled",
-                    cls.ORPHANED: "orphaned", cls.BOOT_FAILED: "boot failed"}[cls(status)]
+            return {cls.OK: "stopped", cls.CRASHED: "crashed (exit code 1)", cls.IDLE: "idle",
+                    cls.RECYCLED: "recycled", cls.ORPHANED: "orphaned",
+                    cls.BOOT_FAILED: "boot failed"}[cls(status)]
         except ValueError:
             return f"crashed (exit code {status})"
 

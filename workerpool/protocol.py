@@ -13,7 +13,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from .errors import PayloadError
 
@@ -28,6 +28,11 @@ HEARTBEAT_TTL_S = 5.0
 ACK_FLUSH_INTERVAL_S = 0.05
 # Tasks moved from the delayed set (retries) to the queue per master tick, at most.
 PROMOTE_BATCH = 500
+# An envelope's attempt count is below this (9 digits: Lua's tonumber stays exact).
+MAX_ATTEMPTS_FIELD = 10**9
+# Redis refuses a longer string (proto-max-bulk-len's default). A result this big could never
+# be recorded: its worker would retry the write forever, so dumps() refuses it up front.
+MAX_VALUE_BYTES = 512 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,11 +96,27 @@ def new_task_id() -> str:
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON; raises PayloadError naming the problem for values JSON cannot hold."""
+    """Compact JSON; raises PayloadError naming the problem for values JSON cannot hold.
+
+    Non-ASCII text stays as it is, unless it holds a lone surrogate (a str that is not
+    Unicode, e.g. from a surrogateescape'd file name): that is written as a \\udcxx escape,
+    which every JSON reader accepts, instead of failing later in the Redis client's encoder.
+    """
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        try:
+            size = len(text) if text.isascii() else len(text.encode("utf-8"))  # isascii: O(1)
+        except UnicodeEncodeError:
+            text = json.dumps(value, separators=(",", ":"), allow_nan=False)
+            size = len(text)  # ASCII now
+        if size > MAX_VALUE_BYTES:
+            raise PayloadError(f"{size} bytes of JSON: more than Redis stores in one value "
+                               f"({MAX_VALUE_BYTES} bytes)")
+        return text
     except (TypeError, ValueError) as e:
         raise PayloadError(f"not JSON-serialisable: {e}") from None
+    except RecursionError:
+        raise PayloadError("not JSON-serialisable: nested too deep (or contains itself)") from None
 
 
 def envelope(task_id: str, payload_json: str, attempts: int = 0, enqueued_at_ms: int = 0,
@@ -128,47 +149,189 @@ class Task:
 
 
 class BadItem(Exception):
-    """A queue element that can never be served (not UTF-8); it goes to the dead letters."""
+    """A queue element that can never be served; it goes to the dead letters with the reason."""
 
 
 def decode_item(item: bytes) -> Task:
-    """Decode a queue element: our envelope, or a foreign producer's JSON or plain text."""
+    """Decode a queue element: our envelope, or a foreign producer's JSON or plain text.
+
+    Raises BadItem (never anything else) for an element that cannot be served: not UTF-8,
+    JSON nested deeper than Python decodes, or text that starts like our envelope but is not
+    one (it would otherwise be served with an attempt count nobody maintains).
+    """
     try:
         text = item.decode("utf-8")
     except UnicodeDecodeError as e:
         raise BadItem(f"not valid UTF-8 at byte {e.start}") from None
     if text.startswith(ENVELOPE_PREFIX):
-        env = json.loads(text)
-        if "raw" in env:
-            return Task(item, env["id"], env["attempts"], _foreign(env["raw"]), env["raw"])
-        return Task(item, env["id"], env["attempts"], env["payload"],
-                    enqueued_at_ms=env.get("enqueued_at", 0), traceparent=env.get("traceparent"))
+        return _decode_envelope(item, text)
     return Task(item, None, 0, _foreign(text), text)
 
 
-def _foreign(text: str) -> Any:
-    """A foreign producer's element: its JSON value if it is JSON, else the text itself."""
+def _decode_envelope(item: bytes, text: str) -> Task:
     try:
-        return json.loads(text)
-    except ValueError:
+        env = _strict_json(text)
+    except ValueError as e:
+        raise BadItem(f"starts like a workerpool envelope but is not strict JSON ({e})") from None
+    problem = _envelope_problem(env, text)
+    if problem:
+        raise BadItem(f"starts like a workerpool envelope but {problem}")
+    if "raw" in env:
+        return Task(item, env["id"], env["attempts"], _foreign(env["raw"]), env["raw"])
+    # producers we do not know may put anything in these two: use them only if well-formed
+    enqueued_at, trace = env.get("enqueued_at"), env.get("traceparent")
+    return Task(item, env["id"], env["attempts"], env["payload"],
+                enqueued_at_ms=enqueued_at if type(enqueued_at) is int else 0,
+                traceparent=trace if isinstance(trace, str) else None)
+
+
+def _envelope_problem(env: Any, text: str) -> str:
+    """What makes a decoded envelope unusable, or ''."""
+    if not isinstance(env, dict):
+        return "is not a JSON object"
+    attempts = env.get("attempts")
+    if type(attempts) is not int or not 0 <= attempts < MAX_ATTEMPTS_FIELD:
+        return f"its attempts is {attempts!r}, not an integer from 0 to {MAX_ATTEMPTS_FIELD - 1}"
+    # the count Lua reads (first after the prefix) must be the one Python reads (a duplicate
+    # "attempts" key would let a task that kills its worker escape the dead letters)
+    if not text.startswith(f"{attempts},", len(ENVELOPE_PREFIX)):  # (no copy of the payload)
+        return "its attempts count is not the first field after the prefix"
+    if not isinstance(env.get("id"), str) or not env["id"]:
+        return f"its id is {env.get('id')!r}, not a non-empty string"
+    if ("payload" in env) == ("raw" in env):
+        return "it has neither or both of 'payload' and 'raw'"
+    if "raw" in env and not isinstance(env["raw"], str):
+        return "its raw is not a string"
+    return ""
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+# One decoder for every call: json.loads with an option builds a new decoder each time (an
+# allocation per task that showed as +0.3 MiB of worker memory over 20,000 tasks).
+_STRICT_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
+
+
+def _strict_json(text: str) -> Any:
+    """json.loads without NaN/Infinity (not JSON: PHP and Go refuse them); ValueError if not."""
+    try:
+        return _STRICT_DECODER.decode(text)
+    except RecursionError:
+        raise ValueError("nested deeper than Python decodes") from None
+
+
+def _foreign(text: str) -> Any:
+    """A foreign producer's element: its value if it is strict JSON, else the text itself."""
+    try:
+        return _strict_json(text)
+    except ValueError as e:
+        if "nested deeper" in str(e):
+            raise BadItem("JSON nested deeper than Python decodes (about 1,000 levels)") from None
         return text
 
 
-def retry_item(task: Task, attempts: int) -> str:
-    """The element to re-enqueue for another attempt."""
-    task_id = task.task_id or new_task_id()
-    if task.foreign_text is not None:
-        return raw_envelope(task_id, task.foreign_text, attempts)
-    return envelope(task_id, dumps(task.payload), attempts, now_ms(), task.traceparent)
+def with_attempts(item: bytes, attempts: int) -> bytes:
+    """Our envelope with its attempt count replaced; the rest (the payload) byte for byte."""
+    prefix = ENVELOPE_PREFIX.encode()
+    rest = item[len(prefix):]
+    return prefix + str(attempts).encode() + rest[rest.index(b","):]
+
+
+def retry_item(task: Task, attempts: int) -> bytes:
+    """The element to re-enqueue for another attempt: the payload as it was enqueued.
+
+    Built from the element's text, never from the decoded payload, which the handler may
+    have changed (or filled with things JSON cannot hold) before it failed.
+    """
+    if task.foreign_text is not None and task.task_id is None:
+        return raw_envelope(new_task_id(), task.foreign_text, attempts).encode()
+    return with_attempts(task.item, attempts)
 
 
 def reset_attempts(item: bytes) -> bytes:
     """The element with its attempt count set to 0 (dead letters sent back to the queue)."""
-    prefix = ENVELOPE_PREFIX.encode()
-    if not item.startswith(prefix):
+    if not item.startswith(ENVELOPE_PREFIX.encode()) or b"," not in item:
         return item
-    rest = item[len(prefix):]
-    return prefix + b"0" + rest[rest.index(b","):]
+    return with_attempts(item, 0)
+
+
+# --- results and dead letters (read by Queue, by the CLI and by readers in other languages) -
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """The element of a result list: {"status":"ok","value":...} or
+    {"status":"dead","error":"...","attempts":n}."""
+
+    status: Literal["ok", "dead"]
+    value: Any = None
+    error: str = ""
+    attempts: int = 0
+
+    def to_json(self) -> str:
+        if self.status == "ok":
+            return dumps({"status": "ok", "value": self.value})
+        return dumps({"status": "dead", "error": self.error, "attempts": self.attempts})
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> Result:
+        """Decode a result element; PayloadError if it is not one (written there by hand)."""
+        try:
+            data = json.loads(raw)
+        except (ValueError, RecursionError):
+            data = None
+        if not isinstance(data, dict) or data.get("status") not in ("ok", "dead"):
+            raise PayloadError(f"not a workerpool result element: {raw[:80]!r}")
+        if data.get("status") == "dead":
+            return cls("dead", error=str(data.get("error", "?")), attempts=int(data.get("attempts", 0)))
+        return cls("ok", value=data.get("value"))
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One entry of the dead-letter list, as JSON: id (null for a foreign task), queue,
+    attempts, error, traceback, failed_at (Unix seconds) and the element byte for byte:
+    "item" (its UTF-8 text) or, for an element that is not UTF-8, "item_latin1" (each byte
+    as the code point of the same value)."""
+
+    id: str | None
+    queue: str
+    attempts: int
+    error: str
+    traceback: str
+    failed_at: float
+    item: bytes
+
+    def to_json(self) -> str:
+        return dumps(self.to_dict())
+
+    def to_dict(self) -> dict[str, Any]:
+        entry: dict[str, Any] = {"id": self.id, "queue": self.queue, "attempts": self.attempts,
+                                 "error": self.error, "traceback": self.traceback,
+                                 "failed_at": self.failed_at}
+        try:
+            entry["item"] = self.item.decode("utf-8")
+        except UnicodeDecodeError:
+            entry["item_latin1"] = self.item.decode("latin-1")  # byte for byte, for `dead requeue`
+        return entry
+
+    @classmethod
+    def from_json(cls, raw: bytes | str) -> DeadLetter:
+        """Decode an entry; one that is not ours (pushed there by hand) is kept as its item."""
+        if isinstance(raw, str):
+            raw = raw.encode("utf-8", "surrogateescape")
+        try:
+            data = json.loads(raw)
+            if "item_latin1" in data:
+                item = str(data["item_latin1"]).encode("latin-1")
+            else:
+                item = str(data["item"]).encode("utf-8", "surrogatepass")
+            return cls(data.get("id"), str(data.get("queue", "")), int(data.get("attempts", 0)),
+                       str(data.get("error", "")), str(data.get("traceback", "")),
+                       float(data.get("failed_at", 0)), item)
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+            return cls(None, "", 0, "not a workerpool dead-letter entry", "", 0.0, raw)
 
 
 # --- Lua scripts -------------------------------------------------------------------------
@@ -233,6 +396,7 @@ return out
 # Put a dead or vanished worker's tasks back at the queue head, in their order.
 # The task at index ARGV[1] (0-based; -1 = none) was running: it is charged one attempt, so a
 # task that kills its worker every time ends in the dead letters instead of a crash loop.
+# Never fails on what a producer pushed: anything that is not our envelope is wrapped as raw.
 # KEYS: processing, queue, seq. ARGV: charged index, envelope prefix. Returns the count.
 RECOVER = """
 local proc, q, seq = KEYS[1], KEYS[2], KEYS[3]
@@ -241,10 +405,14 @@ local items = redis.call('LRANGE', proc, 0, -1)
 for i = #items, 1, -1 do
   local item = items[i]
   if i - 1 == charged then
+    local n, rest = nil, nil
     if string.sub(item, 1, #prefix) == prefix then
-      local n, rest = string.match(string.sub(item, #prefix + 1), '^(%d+)(,.*)$')
+      n, rest = string.match(string.sub(item, #prefix + 1), '^(%d+)(,.*)$')
+    end
+    if n and #n <= 9 then
       item = prefix .. (tonumber(n) + 1) .. rest
     else
+      -- foreign text, or text that only imitates our envelope: wrap it, keeping it as text
       local id = 'r' .. redis.call('INCR', seq)
       item = prefix .. '1,"id":"' .. id .. '","raw":' .. cjson.encode(item) .. '}'
     end

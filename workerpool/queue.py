@@ -11,8 +11,9 @@ from typing import Any, cast
 import redis
 
 from . import protocol, tracing
-from .errors import ResultTimeout, TaskFailed
+from .errors import ResultTimeout, SpecError, TaskFailed
 from .protocol import Keys
+from .spec import QUEUE_MAX_LENGTH
 
 ENQUEUE_CHUNK = 1000  # elements per RPUSH in enqueue_many: big enough to amortise, small enough for Redis
 
@@ -21,6 +22,20 @@ ENQUEUE_CHUNK = 1000  # elements per RPUSH in enqueue_many: big enough to amorti
 _NO_CLIENT_SETINFO: dict[str, None] = (
     {"driver_info": None} if "driver_info" in inspect.signature(redis.Redis.__init__).parameters
     else {"lib_name": None, "lib_version": None})
+
+
+def queue_name_problem(name: str) -> str:
+    """Why `name` cannot be a queue ('' if it can): a pool could never serve it, or Redis
+    could not take it (a lone surrogate is not UTF-8)."""
+    if not name or len(name) > QUEUE_MAX_LENGTH:
+        return f"1 to {QUEUE_MAX_LENGTH} characters"
+    if any(c.isspace() or not c.isprintable() for c in name):
+        return "no spaces or control characters"
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return "valid UTF-8 text"
+    return ""
 
 
 def connect(url: str, **options: Any) -> redis.Redis:
@@ -44,6 +59,9 @@ class Queue:
 
     def __init__(self, name: str, redis_url: str = "redis://localhost:6379/0",
                  client: redis.Redis | None = None) -> None:
+        problem = queue_name_problem(name)
+        if problem:
+            raise SpecError("queue", name, problem)
         self.name = name
         self.keys = Keys(name)
         self._redis = client or connect(redis_url)
@@ -97,7 +115,10 @@ class Queue:
             # Redis >= 6 takes fractional seconds; redis-py's annotation says int
             raw = self._redis.blmove(key, key, min(left, 1.0), "RIGHT", "LEFT")  # type: ignore[arg-type]
             if raw is not None:
-                return _unpack_result(task_id, cast(bytes, raw))
+                result = protocol.Result.from_json(cast(bytes, raw))
+                if result.status == "dead":
+                    raise TaskFailed(task_id, result.error, result.attempts)
+                return result.value
 
     def backlog(self) -> int:
         """Tasks waiting in the queue (not yet claimed by a worker)."""
@@ -109,14 +130,15 @@ class Queue:
 
     def dead_letters(self, limit: int = 1000) -> list[dict[str, Any]]:
         """The first `limit` dead letters (oldest first)."""
-        return [json.loads(e) for e in self._redis.lrange(self.keys.dead, 0, limit - 1)]
+        return [protocol.DeadLetter.from_json(e).to_dict()
+                for e in self._redis.lrange(self.keys.dead, 0, limit - 1)]
 
     def requeue_dead(self) -> int:
         """Send every dead letter back to the queue with its attempts reset; return the count."""
         entries = self._redis.lrange(self.keys.dead, 0, -1)
         if not entries:
             return 0
-        items = [protocol.reset_attempts(_dead_item(json.loads(e))) for e in entries]
+        items = [protocol.reset_attempts(protocol.DeadLetter.from_json(e).item) for e in entries]
         pipe = self._redis.pipeline(transaction=True)
         pipe.rpush(self.name, *items)
         pipe.ltrim(self.keys.dead, len(entries), -1)  # new dead letters are appended: keep them
@@ -132,19 +154,6 @@ class Queue:
 
     def close(self) -> None:
         self._redis.close()
-
-
-def _unpack_result(task_id: str, raw: bytes) -> Any:
-    result = json.loads(raw)
-    if result.get("status") == "dead":
-        raise TaskFailed(task_id, result.get("error", "?"), result.get("attempts", 0))
-    return result.get("value")
-
-
-def _dead_item(entry: dict[str, Any]) -> bytes:
-    if "item_latin1" in entry:  # an element that was not UTF-8, kept byte for byte
-        return str(entry["item_latin1"]).encode("latin-1")
-    return str(entry["item"]).encode("utf-8")
 
 
 def read_stats(r: redis.Redis, keys: Keys) -> dict[str, Any]:

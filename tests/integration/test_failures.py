@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from helpers import manifest
+from helpers import manifest, wait_until
 
 from workerpool import Queue, TaskFailed
 
@@ -26,6 +26,8 @@ def test_failing_task_is_retried_then_dead_lettered_and_reported(start_pool, red
     [dead] = q.dead_letters()
     assert dead["id"] == task_id and dead["attempts"] == 3
     assert "RuntimeError: cannot handle" in dead["error"] and "Traceback" in dead["traceback"]
+    # the errorHandler runs after the outcome is recorded (a hung one cannot hold the result)
+    wait_until(lambda: errors(r), 10, what="the errorHandler's report")
     assert errors(r) == [{"payload": {"k": 1}, "error": dead["error"], "attempts": 3}]
     stats = q.stats()
     assert (stats["failed"], stats["retried"], stats["dead"]) == (3, 2, 1)
@@ -47,7 +49,7 @@ def test_error_handler_that_raises_does_not_kill_the_worker(start_pool, redis_ur
     for n in range(3):
         with pytest.raises(TaskFailed):
             q.result(q.enqueue(n), timeout=15)
-    assert len(errors(r)) == 3
+    wait_until(lambda: len(errors(r)) == 3, 10, what="3 errorHandler reports")
     assert [w.pid for w in pool.workers()] == [pid]
     assert "errorHandler raised" in pool.log()
 
@@ -69,7 +71,7 @@ def test_task_that_kills_its_worker_ends_dead_lettered(start_pool, redis_url, r)
     with pytest.raises(TaskFailed, match="WorkerLost"):
         q.result(task_id, timeout=30)
     assert r.llen("attempts") == 3  # the first run and 2 retries, then no more
-    assert errors(r)[0]["attempts"] == 3
+    assert wait_until(lambda: errors(r), 10, what="the errorHandler's report")[0]["attempts"] == 3
     pool.wait_workers(1, 0)  # the pool replaced its worker each time and is still up
     assert pool.log().count("killed by SIGKILL") == 3
     assert "workers crash-looping, backing off" in pool.log()

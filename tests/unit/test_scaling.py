@@ -26,7 +26,12 @@ def test_scale_up_backlog_knob():
 
 
 def test_crash_backoff_holds_permanent_forks():
-    assert decide(Observed(1, 0, 0, 0), Bounds(3, 10), may_fork_permanent=False) == Decision()
+    assert decide(Observed(1, 0, 0, 0), Bounds(3, 10), may_fork=False) == Decision()
+
+
+def test_crash_backoff_holds_temporary_forks_too():
+    """A poison task kills temporaries as well: the backoff must hold back every fork."""
+    assert decide(Observed(3, 0, 3, 500), Bounds(3, 10), may_fork=False).fork_temporary == 0
 
 
 def test_resize_down_retires():
@@ -44,6 +49,7 @@ def test_invariants(perm, temp, busy, waiting, lo, span, step, may):
     total = permanent + temp - d.retire_temporary + d.fork_temporary
     assert permanent <= bounds.min_workers  # never more permanent workers than minWorkers
     assert permanent == bounds.min_workers or not may
+    assert may or d.fork_permanent + d.fork_temporary == 0
     assert d.fork_temporary == 0 or total <= bounds.max_workers
     assert min(d.fork_permanent, d.retire_permanent) == 0
     assert min(d.fork_temporary, d.retire_temporary) == 0

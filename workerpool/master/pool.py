@@ -21,14 +21,16 @@ from ..ledger import Ledger, exit_reason
 from ..process import CLEAN_EXITS, ExitCode, die_with_parent, parent_is, prefer_oom_kill, set_title
 from ..protocol import Keys
 from ..queue import connect
+from ..redis_errors import Trouble, is_transient
 from ..slots import SlotTable, SlotView
 from ..spec import PoolSpec
-from ..worker import Worker, WorkerConfig, run_worker
+from ..worker import REPORTING_POSITION, Worker, WorkerConfig, error_handler_limit_s, run_worker
 from ..worker.handler import load
 from .scaling import Bounds, Decision, Observed, decide
 
 HARD_KILL_GRACE_S = 5.0  # past taskTimeoutSeconds + this, a worker whose alarm did not work is killed
 CRASH_WINDOW_S = 10.0  # a worker that dies younger than this counts toward a crash loop
+CRASH_BACKOFF_FIRST_S = 0.1  # the second fork of a crash loop waits this; each later one doubles
 CRASH_BACKOFF_MAX_S = 30.0
 ORPHAN_SWEEP_INTERVAL_S = 30.0  # how often processing lists with no live owner are looked for
 _SIZE_FIELDS = ("min_workers", "max_workers", "scale_up_backlog")
@@ -53,10 +55,12 @@ class Upkeep:
 
     backlog: int = 0
     redis_ok: bool = True
-    failures: int = 0
     next_heartbeat: float = 0.0
     next_sweep: float = 0.0
     recoveries: list[tuple[str, int]] = field(default_factory=list)
+    # one backoff per step: a key a user broke (WRONGTYPE on the queue) stops only its step
+    trouble: dict[str, Trouble] = field(default_factory=dict)
+    retry_at: dict[str, float] = field(default_factory=dict)
 
 
 class Pool:
@@ -146,7 +150,7 @@ class Pool:
             # no random.seed(): the random module reseeds itself in a forked child
             logs.set_role(config.role)
             set_title(f"worker[{config.role}] pool={self.spec.name}")
-            code = 1  # from here on a failure is a crash: the worker is replaced
+            code = ExitCode.CRASHED  # from here on a failure is a crash: the worker is replaced
             code = run_worker(worker)
         except BaseException:
             logs.event("worker failed", level=logging.CRITICAL, exc_info=True)
@@ -172,12 +176,17 @@ class Pool:
         child = self.children.pop(pid)
         self.upkeep.next_heartbeat = 0.0
         seen = self.slots.read(child.slot)
-        clean = status >= 0 and status in CLEAN_EXITS
-        lost = seen.busy and not clean and child.killed_for != "shutdown"
+        # a worker that exits while its slot says busy died inside a task, whatever its exit
+        # code (user code may call os._exit(0)): that is a crash, and the task is charged
+        clean = status >= 0 and status in CLEAN_EXITS and not seen.busy
+        lost = seen.busy and child.killed_for != "shutdown"
+        # the ledger keeps the slot's counts before the slot is reused (counters never go back)
         self.ledger.worker_exited(self.slots, child.slot, child.role,
                                   exit_reason(status, child.killed_for), lost)
         self.slots.release(child.slot)
         reason = child.killed_for or ExitCode.describe(status)
+        if seen.busy and not child.killed_for and status in CLEAN_EXITS:
+            reason = f"exited during a task ({reason})"
         level = logging.INFO if clean or child.killed_for == "shutdown" else logging.WARNING
         logs.event("worker exited", level=level, worker_role=child.role, worker=pid,
                    reason=reason)
@@ -188,7 +197,9 @@ class Pool:
             self.crashes += 1
             self.last_crash = reason
             self._note_crash(child)
-        return status == ExitCode.BOOT_FAILED
+        # BOOT_FAILED from a worker that never started a task; the same code from user code
+        # inside a task (os._exit(3)) is a crash like any other
+        return status == ExitCode.BOOT_FAILED and seen.started_at == 0.0
 
     def _note_crash(self, child: Child) -> None:
         now = time.monotonic()
@@ -196,7 +207,7 @@ class Pool:
             self.crash_streak = 0
             return
         self.crash_streak += 1
-        delay = min(CRASH_BACKOFF_MAX_S, 0.1 * 2 ** (self.crash_streak - 1))
+        delay = crash_backoff_s(self.crash_streak)
         self.respawn_after = now + delay
         if self.crash_streak > 1:
             logs.event("workers crash-looping, backing off", level=logging.WARNING,
@@ -210,6 +221,7 @@ class Pool:
         self._enforce_hard_timeouts(now)
         if not self.draining:
             seen = self.observe()
+            # the crash backoff holds back every fork: temporaries crash-loop as well
             self.apply(decide(seen, self._bounds(), now >= self.respawn_after), seen)
 
     def observe(self) -> Observed:
@@ -236,45 +248,70 @@ class Pool:
             self.retire("temporary", d.retire_temporary)
 
     def _enforce_hard_timeouts(self, now: float) -> None:
-        limit = self.spec.task_timeout_s
-        if not limit:
-            return
+        """SIGKILL a worker whose task (or errorHandler, slot position -1) outlived its limit
+        and the alarm did not stop it (user code that blocks or ignores SIGALRM)."""
         for child in self.children.values():
             seen = self.slots.read(child.slot)
-            if seen.busy and child.killed_for is None and now - seen.started_at > limit + HARD_KILL_GRACE_S:
-                child.killed_for = "task timeout (killed)"
+            if not seen.busy or child.killed_for is not None:
+                continue
+            reporting = seen.position == REPORTING_POSITION
+            limit = error_handler_limit_s(self.spec) if reporting else self.spec.task_timeout_s
+            if limit and now - seen.started_at > limit + HARD_KILL_GRACE_S:
+                child.killed_for = "errorHandler timeout (killed)" if reporting else "task timeout (killed)"
                 _kill(child.pid, signal.SIGKILL)
 
     def _poll(self, now: float) -> None:
-        try:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.llen(self.spec.queue)
-            self.promote([self.keys.delayed, self.spec.queue],
-                         [protocol.now_ms(), protocol.PROMOTE_BATCH], client=pipe)
-            self.upkeep.backlog = int(pipe.execute()[0])
-            if now >= self.upkeep.next_heartbeat:
-                self.heartbeat()
-                self.upkeep.next_heartbeat = now + protocol.HEARTBEAT_INTERVAL_S
-            if now >= self.upkeep.next_sweep:
-                self.sweep_orphans()
-                self.upkeep.next_sweep = now + ORPHAN_SWEEP_INTERVAL_S
-            self._recover_pending()
+        """The Redis upkeep of one tick, step by step; a failing step backs off on its own."""
+        steps: list[tuple[str, str, Callable[[], None]]] = [("poll", self.spec.queue, self._read_backlog)]
+        if now >= self.upkeep.next_heartbeat:
+            steps.append(("heartbeat", self.keys.alive, self.heartbeat))
+        if now >= self.upkeep.next_sweep:
+            steps.append(("sweep", self.keys.processing("*"), self.sweep_orphans))
+        if self.upkeep.recoveries:
+            steps.append(("recover", self.spec.queue, self._recover_pending))
+        for name, key, step in steps:
+            if not self._run_step(name, key, step, now):
+                break
+        else:
             self._redis_ok()
-        except (redis.ConnectionError, redis.TimeoutError) as e:
-            self._redis_failed(e)
+        if now >= self.upkeep.next_heartbeat:
+            self.upkeep.next_heartbeat = now + protocol.HEARTBEAT_INTERVAL_S
+        if now >= self.upkeep.next_sweep:
+            self.upkeep.next_sweep = now + ORPHAN_SWEEP_INTERVAL_S
+
+    def _read_backlog(self) -> None:
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.llen(self.spec.queue)
+        self.promote([self.keys.delayed, self.spec.queue],
+                     [protocol.now_ms(), protocol.PROMOTE_BATCH], client=pipe)
+        self.upkeep.backlog = int(pipe.execute()[0])
+
+    def _run_step(self, name: str, key: str, step: Callable[[], None], now: float) -> bool:
+        """Run one upkeep step unless it is backing off; False if Redis is unreachable."""
+        if now < self.upkeep.retry_at.get(name, 0.0):
+            return True
+        trouble = self.upkeep.trouble.setdefault(name, Trouble(name))
+        try:
+            step()
+        except Exception as e:  # a Redis error, or a reply we did not expect (never fatal)
+            self.upkeep.retry_at[name] = now + trouble.failed(e, _command_of(e, name), key)
+            self.ledger.redis_error(e)
+            if is_transient(e):
+                self._redis_failed()
+                return False
+            return True
+        trouble.succeeded()
+        return True
 
     def _redis_ok(self) -> None:
         if not self.upkeep.redis_ok:
-            logs.event("redis is back", queue=self.spec.queue)
+            logs.event("redis is back; scale-up resumes", queue=self.spec.queue)
         self.upkeep.redis_ok = True
-        self.upkeep.failures = 0
 
-    def _redis_failed(self, e: Exception) -> None:
-        self.upkeep.failures += 1
-        self.ledger.redis_error(e)
-        if self.upkeep.redis_ok or self.upkeep.failures % 50 == 0:
+    def _redis_failed(self) -> None:
+        if self.upkeep.redis_ok:
             logs.event("redis unavailable; keeping the workers, pausing scale-up",
-                       level=logging.WARNING, error=str(e))
+                       level=logging.WARNING, queue=self.spec.queue)
         self.upkeep.redis_ok = False
 
     # --- heartbeats, publishing, recovery -------------------------------------------------
@@ -291,7 +328,7 @@ class Pool:
         pipe.zrangebyscore(self.keys.alive, "-inf", now)
         expired = pipe.execute()[2]
         for member in expired:
-            self._recover_expired(member.decode())
+            self._recover_expired(member)
 
     def sweep_orphans(self) -> None:
         """Recover processing lists whose worker is in no master's heartbeats at all.
@@ -302,18 +339,23 @@ class Pool:
         prefix = self.keys.processing("")
         pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"  # queue names may hold glob characters
         for key in self.redis.scan_iter(match=pattern, count=500):
-            worker_id = key.decode()[len(prefix):]
-            if self.redis.zscore(self.keys.alive, f"w:{worker_id}") is None:
-                self._recover_expired(f"w:{worker_id}")
+            member = b"w:" + key[len(prefix.encode()):]
+            if self.redis.zscore(self.keys.alive, member) is None:
+                self._recover_expired(member)
 
-    def _recover_expired(self, member: str) -> None:
-        kind, _, ident = member.partition(":")
-        if kind == "w":
-            moved = self.recover([self.keys.processing(ident), self.spec.queue, self.keys.seq],
+    def _recover_expired(self, member: bytes) -> None:
+        """Recover what a vanished worker held, or forget a vanished master.
+
+        Bytes throughout: a name written by hand need not be UTF-8, and must neither stop the
+        recovery of the others nor stay behind."""
+        kind, _, ident = member.partition(b":")
+        if kind == b"w":
+            processing = self.keys.processing("").encode() + ident
+            moved = self.recover([processing, self.spec.queue, self.keys.seq],
                                  [0, protocol.ENVELOPE_PREFIX])
             if moved:
                 logs.event("recovered tasks of a vanished worker", level=logging.WARNING,
-                           worker_id=ident, tasks=moved)
+                           worker_id=ident.decode("utf-8", "backslashreplace"), tasks=moved)
         else:
             self.redis.hdel(self.keys.masters, ident)
         self.redis.zrem(self.keys.alive, member)
@@ -330,13 +372,9 @@ class Pool:
                            charged_attempt=charge >= 0)
 
     def try_recover_pending(self) -> bool:
-        """Recover what exited workers held; False if Redis is unreachable."""
-        try:
-            self._recover_pending()
-            return True
-        except (redis.ConnectionError, redis.TimeoutError) as e:
-            self._redis_failed(e)
-            return False
+        """Recover what exited workers held; False if Redis did not take it."""
+        return self._run_step("recover", self.spec.queue, self._recover_pending, time.monotonic()) and \
+            not self.upkeep.recoveries
 
     def withdraw(self) -> None:
         """Remove this master's entry (clean stop), so `stats` stops showing it at once."""
@@ -345,7 +383,7 @@ class Pool:
             pipe.zrem(self.keys.alive, f"m:{self.master_id}")
             pipe.hdel(self.keys.masters, self.master_id)
             pipe.execute()
-        except (redis.ConnectionError, redis.TimeoutError):
+        except redis.RedisError:
             pass  # the entry expires by itself
 
     def published(self) -> dict[str, object]:
@@ -383,6 +421,23 @@ def _worker_entry(child: Child, seen: SlotView, now: float) -> dict[str, object]
     """One worker as published: `task_s` is its current task's age (`workerpool top` shows it)."""
     return {"pid": child.pid, "role": child.role, "busy": seen.busy,
             "task_s": round(now - seen.started_at, 1) if seen.busy else None}
+
+
+def crash_backoff_s(streak: int) -> float:
+    """How long the next fork waits after `streak` crashes in a row: doubling, capped.
+
+    The exponent is capped too: 2.0 ** 1024 overflows a float (a master that had survived a
+    thousand crashes would die of the thousand-and-first), and the cap is reached long before.
+    """
+    return min(CRASH_BACKOFF_MAX_S, CRASH_BACKOFF_FIRST_S * 2.0 ** min(max(streak - 1, 0), 16))
+
+
+def _command_of(exc: Exception, step: str) -> str:
+    """The command that failed, as redis-py names it inside a pipeline, else the step's."""
+    match = re.match(r"Command # \d+ \((\S+)", str(exc))
+    commands = {"poll": "LLEN+PROMOTE", "heartbeat": "ZADD+HSET+ZRANGEBYSCORE",
+                "sweep": "SCAN+ZSCORE+RECOVER", "recover": "RECOVER"}
+    return match.group(1) if match else commands.get(step, step)
 
 
 def _kill(pid: int, sig: signal.Signals) -> None:

@@ -36,9 +36,10 @@ class Decision:
     retire_temporary: int = 0
 
 
-def decide(seen: Observed, bounds: Bounds, may_fork_permanent: bool = True) -> Decision:
-    """What to fork and retire now. `may_fork_permanent` is False during crash-loop backoff."""
-    fork_permanent = max(0, bounds.min_workers - seen.permanent) if may_fork_permanent else 0
+def decide(seen: Observed, bounds: Bounds, may_fork: bool = True) -> Decision:
+    """What to fork and retire now. `may_fork` is False during crash-loop backoff: it holds
+    back every fork, temporaries too (a poison task kills those as well)."""
+    fork_permanent = max(0, bounds.min_workers - seen.permanent) if may_fork else 0
     retire_permanent = max(0, seen.permanent - bounds.min_workers)
     permanent = seen.permanent + fork_permanent - retire_permanent
     # after a resize (maxWorkers lowered) temporaries above the ceiling are retired
@@ -47,5 +48,5 @@ def decide(seen: Observed, bounds: Bounds, may_fork_permanent: bool = True) -> D
     idle = max(0, alive - seen.busy)
     unabsorbed = max(0, seen.waiting - idle)
     wanted = math.ceil(unabsorbed / bounds.scale_up_backlog)
-    fork_temporary = max(0, min(wanted, bounds.max_workers - alive))
+    fork_temporary = max(0, min(wanted, bounds.max_workers - alive)) if may_fork else 0
     return Decision(fork_permanent, fork_temporary, retire_permanent, retire_temporary)

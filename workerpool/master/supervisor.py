@@ -15,17 +15,23 @@ import socket
 import time
 from collections.abc import Callable
 
+import psutil
+
 from .. import logs
 from ..errors import WorkerPoolError
 from ..metrics import registry_for
 from ..metrics_server import MetricsServer
-from ..process import become_subreaper, set_title
+from ..process import ExitCode, become_subreaper, set_title
+from ..redis_errors import one_line
 from ..slots import SlotTable
 from ..spec import PoolSpec
 from .pool import Pool
 
 POLL_INTERVAL_S = 0.1  # how often the backlog is read: a burst is seen within this
 RECOVERY_PATIENCE_S = 5.0  # at exit, how long to retry returning tasks to an unreachable Redis
+# At exit, processes we adopted (a handler's subprocesses, orphaned when their worker exited)
+# get this long after SIGTERM before SIGKILL: nothing the pool started outlives it.
+ADOPTED_GRACE_S = 2.0
 _HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGQUIT)
 
 
@@ -53,6 +59,8 @@ class Master:
         self.stopping = False
         self.deadline = 0.0
         self.exit_code = 0
+        self.failed = False  # the last-resort guard caught an error: draining without ticks
+        self.preexisting: set[int] = set()  # children we did not start (an embedded Redis)
         self.dispatch: dict[int, Callable[[], None]] = {
             signal.SIGTERM: self.stop, signal.SIGINT: self.stop, signal.SIGQUIT: self.kill_now,
             signal.SIGHUP: self.reload, signal.SIGCHLD: lambda: None,
@@ -101,23 +109,49 @@ class Master:
 
     def run(self) -> int:
         self._install_signals()
+        self.preexisting = {p.pid for p in psutil.Process().children()}
         become_subreaper()  # orphans of our workers (a handler's subprocesses) are ours to reap
         set_title("master pool=" + ",".join(self.pools))
         logs.event("master started", pools=",".join(self.pools), master_id=self.master_id)
+        try:
+            self._loop()
+        except Exception as e:  # the last-resort guard (gunicorn's arbiter has the same)
+            self._failed(e)
+        self._finish()
+        return self.exit_code
+
+    def _loop(self) -> None:
+        """wait → signals → reap → scale (or drain), until every worker is gone."""
         while True:
             for sig in self._wait(POLL_INTERVAL_S):
                 self.dispatch.get(sig, lambda: None)()
             self._reap()
             if self.stopping:
                 if self._drain_step():
-                    break
+                    return
                 continue
             now = time.monotonic()
             for pool in self._all_pools():
                 pool.tick(now)
             self._drop_drained_pools()
-        self._finish()
-        return self.exit_code
+
+    def _failed(self, e: Exception) -> None:
+        """Something truly unexpected: drain the workers, then exit non-zero with the reason."""
+        logs.event("master failed; draining the workers", level=logging.CRITICAL, error=one_line(e))
+        logs.event("master failure", level=logging.DEBUG, exc_info=True)
+        self.exit_code = ExitCode.CRASHED
+        self.failed = True  # the drain keeps away from what failed: no more pool ticks
+        try:
+            if not self.stopping:
+                self.stop()
+            self._loop()
+        except Exception as again:  # the drain itself fails: stop the workers at once
+            logs.event("drain failed; killing the workers", level=logging.CRITICAL,
+                       error=one_line(again))
+            self.kill_now()
+            while self._count():
+                self._wait(POLL_INTERVAL_S)
+                self._reap()
 
     def _reap(self) -> None:
         """Collect every exited child; tolerate children we did not fork (we may be PID 1)."""
@@ -136,7 +170,7 @@ class Master:
             elif pool.on_exit(pid, code) and not self.stopping:
                 logs.event("a worker could not boot; stopping the master", level=logging.CRITICAL,
                            pool=pool.spec.name)
-                self.exit_code = 1
+                self.exit_code = ExitCode.CRASHED
                 self.stop()
 
     # --- stopping -----------------------------------------------------------------------
@@ -172,8 +206,9 @@ class Master:
         if time.monotonic() >= self.deadline and self.deadline:
             logs.event("grace period over", level=logging.WARNING, workers=self._count())
             self.kill_now()
-        for pool in self._all_pools():
-            pool.tick(time.monotonic())  # keep heartbeats and recoveries going
+        if not self.failed:
+            for pool in self._all_pools():
+                pool.tick(time.monotonic())  # keep heartbeats and recoveries going
         return False
 
     def _finish(self) -> None:
@@ -186,9 +221,45 @@ class Master:
                 logs.event("could not return tasks; the next master recovers them",
                            level=logging.ERROR, workers=len(pool.upkeep.recoveries))
             pool.withdraw()
+        self._stop_adopted()
         if self.metrics:
             self.metrics.shutdown()
-        logs.event("master exiting", code=self.exit_code)
+        logs.event("master exiting", code=int(self.exit_code))
+
+    def _stop_adopted(self) -> None:
+        """TERM, then KILL, every descendant still here: we are a subreaper, so whatever a
+        handler started and left behind was handed to us when its worker exited."""
+        deadline = time.monotonic() + ADOPTED_GRACE_S
+        signalled: set[int] = set()
+        while left := self._adopted():
+            late = time.monotonic() >= deadline
+            if not signalled:
+                logs.event("stopping processes a handler left behind", level=logging.WARNING,
+                           pids=",".join(str(p.pid) for p in left))
+            for p in left:
+                if late or p.pid not in signalled:
+                    _signal(p, signal.SIGKILL if late else signal.SIGTERM)
+                    signalled.add(p.pid)
+            if time.monotonic() >= deadline + ADOPTED_GRACE_S:
+                logs.event("processes survived SIGKILL", level=logging.ERROR,
+                           pids=",".join(str(p.pid) for p in left))
+                return
+            self._wait(POLL_INTERVAL_S / 2)  # SIGCHLD wakes it
+            self._reap()
+
+    def _adopted(self) -> list[psutil.Process]:
+        try:
+            found = psutil.Process().children(recursive=True)
+        except psutil.Error:
+            return []
+        out = []
+        for p in found:
+            try:
+                if p.pid not in self.preexisting and p.status() != psutil.STATUS_ZOMBIE:
+                    out.append(p)
+            except psutil.Error:
+                continue
+        return out
 
     def _count(self) -> int:
         return sum(len(p.children) for p in self._all_pools())
@@ -238,6 +309,13 @@ class Master:
             if pool.try_recover_pending():
                 pool.withdraw()
                 self.retiring.remove(pool)
+
+
+def _signal(p: psutil.Process, sig: signal.Signals) -> None:
+    try:
+        p.send_signal(sig)
+    except psutil.Error:
+        pass  # gone already
 
 
 def _record_only(signum: int, frame: object) -> None:

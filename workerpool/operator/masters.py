@@ -82,14 +82,26 @@ class Masters:
     def __init__(self, state_dir: Path) -> None:
         self.state_dir = state_dir
         self.running: dict[str, MasterProcess] = {}
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # guards the dicts
+        # one lock per pool around start/reconfigure/stop: the update handler and the status
+        # timer may both start a master for one pool, and locking only the dict let both
+        # pass "stop the previous one" before either registered (two masters, one untracked)
+        self._key_locks: dict[str, threading.RLock] = {}
         self.metrics = False  # True: each master serves /metrics on a socket (operator/metrics.py)
+
+    def _key_lock(self, key: str) -> threading.RLock:
+        with self.lock:
+            return self._key_locks.setdefault(key, threading.RLock())
 
     def _file(self, key: str) -> Path:
         return self.state_dir / (key.replace("/", "__") + ".yaml")
 
     def start(self, key: str, spec: PoolSpec, redis_url: str) -> MasterProcess:
         """Start the master for `key` (stopping any previous one first)."""
+        with self._key_lock(key):
+            return self._start(key, spec, redis_url)
+
+    def _start(self, key: str, spec: PoolSpec, redis_url: str) -> MasterProcess:
         self.stop(key)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         path = self._file(key)
@@ -113,11 +125,15 @@ class Masters:
 
     def reconfigure(self, key: str, spec: PoolSpec, redis_url: str) -> MasterProcess:
         """Apply a changed spec: SIGHUP for what a master reloads, a restart otherwise."""
+        with self._key_lock(key):
+            return self._reconfigure(key, spec, redis_url)
+
+    def _reconfigure(self, key: str, spec: PoolSpec, redis_url: str) -> MasterProcess:
         master = self.running.get(key)
         if master is None or master.exited() is not None:
-            return self.start(key, spec, redis_url)
+            return self._start(key, spec, redis_url)
         if (spec.queue, redis_url) != (master.spec.queue, master.redis_url):
-            return self.start(key, spec, redis_url)
+            return self._start(key, spec, redis_url)
         master.file.write_text(json.dumps(manifest_of(spec)))
         master.spec = spec
         master.proc.send_signal(signal.SIGHUP)
@@ -125,11 +141,12 @@ class Masters:
 
     def stop(self, key: str) -> int | None:
         """Drain and stop the master of `key`; return its exit code (None if none ran)."""
-        with self.lock:
-            master = self.running.pop(key, None)
-        if master is None:
-            return None
-        return _drain([master])[0]
+        with self._key_lock(key):
+            with self.lock:
+                master = self.running.pop(key, None)
+            if master is None:
+                return None
+            return _drain([master])[0]
 
     def stop_all(self) -> None:
         with self.lock:
@@ -158,8 +175,9 @@ def _forward(stream: IO[bytes] | None, tail: collections.deque[str]) -> None:
     """Copy a master's log to the operator's stderr (so `kubectl logs` shows it); keep a tail."""
     if stream is None:
         return
-    for raw in stream:
-        line = raw.decode("utf-8", "replace")
-        tail.append(line)
-        sys.stderr.write(line)
+    with stream:  # closed at EOF (the master exited), not left to the garbage collector
+        for raw in stream:
+            line = raw.decode("utf-8", "replace")
+            tail.append(line)
+            sys.stderr.write(line)
     sys.stderr.flush()

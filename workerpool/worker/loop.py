@@ -6,7 +6,11 @@ next ones. When the queue is empty the worker blocks in BLMOVE (no polling).
 
 from __future__ import annotations
 
+# The C module under `signal`: the public wrappers turn every answer into enums, which costs
+# ~2.5 µs a call; _reclaim_signals asks after every task (a no-op task takes ~60 µs in all).
+import _signal  # type: ignore[import-not-found]  # no stub; same API as signal
 import logging
+import os
 import signal
 import time
 import traceback
@@ -19,10 +23,11 @@ from typing import Any, cast
 import redis
 
 from .. import logs, protocol, tracing
-from ..errors import TaskTimeout
+from ..errors import TaskTimeout, exception_text
 from ..process import ExitCode, parent_is
 from ..protocol import Keys, Task
 from ..queue import connect
+from ..redis_errors import Trouble
 from ..slots import SlotWriter
 from ..spec import PoolSpec
 from . import outcome
@@ -32,12 +37,18 @@ IDLE_WAKE_S = 1.0  # a blocked worker wakes this often to check on its master
 # Redis turns a blocking timeout into whole milliseconds, and 0 means "block forever":
 # never ask for less than this.
 MIN_BLOCK_S = 0.01
-REDIS_BACKOFF_MAX_S = 5.0
 MEMORY_CHECK_INTERVAL_S = 0.5
+# The errorHandler's time limit when taskTimeoutSeconds is 0 (no limit): it reports a dead
+# task, and a hung one must not hold its worker (and the tasks it claimed) forever.
+ERROR_HANDLER_TIMEOUT_S = 60.0
+# The slot position a worker shows while its errorHandler runs: busy (so the master's hard
+# timeout applies) but holding no task to charge if it dies there (the outcome is recorded).
+REPORTING_POSITION = -1
 
 
-class _Stop(BaseException):
-    """Raised by SIGTERM while the worker is blocked waiting for a task."""
+def error_handler_limit_s(spec: PoolSpec) -> float:
+    """The errorHandler's time limit: taskTimeoutSeconds, or ERROR_HANDLER_TIMEOUT_S if none."""
+    return spec.task_timeout_s or ERROR_HANDLER_TIMEOUT_S
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +77,12 @@ class Worker:
         self.in_hand: deque[bytes] = deque()
         self.pending: list[Outcome] = []
         self.stopping = False
-        self.blocked = False
         self.in_handler = False
+        self._handlers: dict[int, Callable[[int, FrameType | None], None]] = {}
+        self.serving = False  # between slot.begin and slot.end: the master charges the task
+        self.pid = os.getpid()  # set again in the child: a handler's fork must not serve
+        self.trouble = Trouble("worker")
+        self.report_dead: tuple[Any, str, int, str | None] | None = None
         self.served = 0
         self.backlog = -1
         self.oldest_pending = 0.0
@@ -79,15 +94,23 @@ class Worker:
     # --- signals ------------------------------------------------------------------------
 
     def install_signals(self) -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl+C is the master's to coordinate
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, self._on_term)
-        signal.signal(signal.SIGALRM, self._on_alarm)
+        """Handlers only record (SIGALRM, which must interrupt user code, is the exception).
+
+        SIGINT and SIGHUP get a handler that does nothing rather than SIG_IGN: Ctrl+C is the
+        master's to coordinate, but an ignored signal stays ignored across exec, and the
+        programs a handler starts must still stop on Ctrl+C.
+        """
+        self.pid = os.getpid()
+        signal.signal(signal.SIGHUP, _nothing)
+        # the bound methods are kept: _reclaim_signals checks by identity that they are in place
+        self._handlers = {signal.SIGTERM: self._on_term, signal.SIGALRM: self._on_alarm,
+                          signal.SIGINT: _nothing}
+        for signum, handler in self._handlers.items():
+            signal.signal(signum, handler)
 
     def _on_term(self, signum: int, frame: FrameType | None) -> None:
+        # a blocked BLMOVE returns within IDLE_WAKE_S, then the loop sees the flag
         self.stopping = True
-        if self.blocked:
-            raise _Stop
 
     def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
         if self.in_handler:
@@ -114,7 +137,8 @@ class Worker:
     def register(self) -> None:
         """Child side: register unless the master already did (see prepare)."""
         if not self.registered:
-            self._redis(self.redis.zadd, self.keys.alive, self._alive_entry())
+            self._redis(self.redis.zadd, self.keys.alive, self._alive_entry(),
+                        command="ZADD", key=self.keys.alive)
             self.registered = True
 
     def run(self) -> ExitCode:
@@ -123,6 +147,13 @@ class Worker:
         idle_since = time.monotonic()
         while not self.stopping:
             if not self.in_hand:
+                # idle after a task that grew it: recycle now, not after some later task (a
+                # fresh worker is never recycled before it serves: its successor would be too)
+                recycle = self._recycle_reason() if self.served else None
+                if recycle:
+                    logs.event("worker recycling", reason=recycle, served=self.served)
+                    code = ExitCode.RECYCLED
+                    break
                 code_or_none = self._wait_for_task(idle_since)
                 if code_or_none is not None:
                     code = code_or_none
@@ -151,32 +182,17 @@ class Worker:
             if left < MIN_BLOCK_S:
                 return ExitCode.IDLE
             timeout = min(timeout, left)
-        item = self._redis(self._blmove, timeout)
+        item = self._redis(self._blmove, timeout, command="BLMOVE", key=self.spec.queue)
         if item is not None:
             self.in_hand.append(item)
         return None
 
     def _blmove(self, timeout: float) -> bytes | None:
-        self.blocked = True
-        try:
-            if self.stopping:
-                return None
-            item = self.redis.blmove(self.spec.queue, self.processing,
-                                     timeout, "LEFT", "RIGHT")  # type: ignore[arg-type]  # float is fine
-            return cast(bytes | None, item)
-        except _Stop:
-            # the reply may be lost mid-read: drop the connection; a claimed task stays in our
-            # processing list and goes back to the queue with the final release
-            self._drop_connection()
+        if self.stopping:
             return None
-        finally:
-            self.blocked = False
-
-    def _drop_connection(self) -> None:
-        if self.redis.connection is not None:
-            self.redis.connection.disconnect()  # type: ignore[no-untyped-call]
-        else:
-            self.redis.connection_pool.disconnect()
+        item = self.redis.blmove(self.spec.queue, self.processing,
+                                 timeout, "LEFT", "RIGHT")  # type: ignore[arg-type]  # float is fine
+        return cast(bytes | None, item)
 
     def hand_over(self, child_pid: int) -> None:
         """Master side, after the fork: the child owns the connected socket now.
@@ -194,21 +210,25 @@ class Worker:
         if not self.pending:
             self.oldest_pending = time.monotonic()
         self.cfg.slot.begin(len(self.pending), len(self.in_hand))
-        op = ""
-        try:
-            done = self._serve(item)
-            op = done[0]
-            self.pending.append(done)
-        finally:
-            self.cfg.slot.end(len(self.in_hand), op)  # counts the outcome for /metrics
+        self.serving = True
+        # no try/finally: if the worker dies in here, the slot still says busy at this task,
+        # so the master charges it an attempt (a poison element cannot loop uncharged)
+        done = self._serve(item)
+        self.pending.append(done)
+        self.serving = False
+        self.cfg.slot.end(len(self.in_hand), done[0])  # counts the outcome for /metrics
         self.served += 1
+        if self.report_dead is not None:
+            self._report_dead(*self.report_dead)
 
     def _serve(self, item: bytes) -> Outcome:
         try:
             task = protocol.decode_item(item)
-        except protocol.BadItem as e:
-            logs.event("task dead-lettered", level=logging.ERROR, id="-", error=str(e))
-            return outcome.dead(None, item, 1, f"BadItem: {e}", "", self.spec)
+        except Exception as e:  # BadItem, or anything else a decoder may raise on hostile bytes
+            error = f"BadItem: {e}" if isinstance(e, protocol.BadItem) else f"BadItem: {exception_text(e)}"
+            logs.event("task dead-lettered", level=logging.ERROR, id="-", error=error)
+            self.report_dead = (item.decode("utf-8", "replace"), error, 1, None)
+            return outcome.dead(None, item, 1, error, "", self.spec)
         attempt = task.attempts + 1
         if attempt > self.spec.max_retries + 1:  # its earlier attempts killed their workers
             error = f"WorkerLost: the worker died during each of {task.attempts} attempt(s)"
@@ -229,22 +249,41 @@ class Worker:
 
     def _call_handler(self, task: Task) -> Any:
         timeout = self.spec.task_timeout_s
+        if task.traceparent is None:
+            return self._call_user(self.cfg.handler, timeout, task.payload)
+        return self._call_user(tracing.call, timeout, self.cfg.handler, task.payload,
+                               task.traceparent, task.task_id, self.spec.queue)
+
+    def _call_user(self, fn: Callable[..., Any], timeout: float, *args: Any) -> Any:
+        """Call user code under a time limit (SIGALRM raises TaskTimeout inside it)."""
         if timeout:
             signal.setitimer(signal.ITIMER_REAL, timeout)
         self.in_handler = True
         try:
-            if task.traceparent is None:
-                return self.cfg.handler(task.payload)
-            return tracing.call(self.cfg.handler, task.payload, task.traceparent, task.task_id,
-                                self.spec.queue)
+            return fn(*args)
         finally:
             self.in_handler = False
             if timeout:
                 signal.setitimer(signal.ITIMER_REAL, 0)
+            if os.getpid() != self.pid:  # user code forked and its child returned here:
+                os._exit(ExitCode.OK)  # only the worker itself may serve and acknowledge
+            self._reclaim_signals()
+
+    def _reclaim_signals(self) -> None:
+        """User code may have replaced our handlers (ignored SIGTERM, say) or blocked signals:
+        take them back, so the worker still drains when told and the next task still has its
+        time limit. One syscall per task when nothing changed."""
+        if _signal.pthread_sigmask(signal.SIG_BLOCK, ()):  # the current mask, unchanged
+            logs.event("user code blocked signals in the worker; unblocked", level=logging.WARNING)
+            signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        if any(_signal.getsignal(signum) is not handler for signum, handler in self._handlers.items()):
+            logs.event("user code replaced the worker's signal handlers; restored",
+                       level=logging.WARNING)
+            self.install_signals()
 
     def _failed(self, task: Task, attempt: int, exc: BaseException) -> Outcome:
-        error = f"{type(exc).__name__}: {exc}"
-        trace = "".join(traceback.format_exception(exc))
+        error = exception_text(exc)
+        trace = _traceback_text(exc)
         if attempt <= self.spec.max_retries:
             logs.event("task retry", level=logging.WARNING, id=task.task_id or "-",
                        attempt=attempt, error=error)
@@ -254,9 +293,25 @@ class Worker:
     def _dead_letter(self, task: Task, attempts: int, error: str, trace: str) -> Outcome:
         logs.event("task dead-lettered", level=logging.ERROR, id=task.task_id or "-",
                    attempts=attempts, error=error)
-        outcome.call_error_handler(self.cfg.error_handler, task.payload, error, attempts,
-                                   task.task_id)
+        # the errorHandler sees the payload as enqueued, not as the handler left it
+        self.report_dead = (protocol.decode_item(task.item).payload, error, attempts, task.task_id)
         return outcome.dead(task, task.item, attempts, error, trace, self.spec)
+
+    def _report_dead(self, payload: Any, error: str, attempts: int, task_id: str | None) -> None:
+        """Hand a dead task to the errorHandler, once: after its outcome is recorded, under
+        its own time limit, with nothing charged if it kills the worker (position -1)."""
+        self.report_dead = None
+        if self.cfg.error_handler is None:
+            return
+        self._flush(claim=False)
+        self.cfg.slot.begin(REPORTING_POSITION, len(self.in_hand))
+        try:
+            self._call_user(self.cfg.error_handler, error_handler_limit_s(self.spec),
+                            payload, error, attempts)
+        except BaseException as e:  # user code: anything, SystemExit and TaskTimeout included
+            logs.event("errorHandler raised", level=logging.ERROR, id=task_id or "-",
+                       error=exception_text(e), traceback=_traceback_text(e))
+        self.cfg.slot.end(len(self.in_hand))
 
     # --- Redis --------------------------------------------------------------------------
 
@@ -270,7 +325,8 @@ class Worker:
             args.extend(out)
         keys = [self.spec.queue, self.processing, self.keys.stats, self.keys.delayed,
                 self.keys.dead]
-        reply = self._redis(self.ack_claim, keys, args, stop_on_shutdown=False)
+        reply = self._redis(self.ack_claim, keys, args, command="ACK_CLAIM", key=self.processing,
+                            stop_on_shutdown=False)
         self.pending = []
         if reply is None:
             return
@@ -278,22 +334,32 @@ class Worker:
         self.in_hand.extend(reply[1:])
         self.cfg.slot.hold(len(self.in_hand))
 
-    def _redis(self, fn: Callable[..., Any], *args: Any, stop_on_shutdown: bool = True) -> Any:
-        """Call Redis, riding out an outage with capped exponential backoff."""
-        delay = 0.1
-        failures = 0
+    def _redis(self, fn: Callable[..., Any], *args: Any, command: str, key: str,
+               stop_on_shutdown: bool = True) -> Any:
+        """Call Redis; ride out any Redis error with capped backoff (redis_errors.Trouble).
+
+        An outage is waited out; an error of another kind is logged with the command and key
+        and retried no faster than the backoff: the worker holds outcomes it must record, and
+        a worker that crashed on it instead would only crash-loop. None = gave up (stopping
+        or orphaned).
+        """
         while True:
             try:
-                return fn(*args)
-            except (redis.ConnectionError, redis.TimeoutError) as e:
-                failures += 1
-                if failures == 1 or failures % 10 == 0:
-                    logs.event("redis unavailable, retrying", level=logging.WARNING,
-                               error=str(e), retry_in_s=round(delay, 2))
+                reply = fn(*args)
+                self.trouble.succeeded()
+                return reply
+            except redis.RedisError as e:
+                delay = self.trouble.failed(e, command, key)
                 if (self.stopping and stop_on_shutdown) or not parent_is(self.cfg.master_pid):
                     return None
-                time.sleep(delay)  # backoff between reconnects, not synchronisation
-                delay = min(delay * 2, REDIS_BACKOFF_MAX_S)
+                time.sleep(delay)  # backoff between retries, not synchronisation
+
+    def blame_oldest(self) -> None:
+        """The worker is dying of an unexpected error outside a task: have the master charge
+        the oldest task it holds (index 0 of its processing list), so no element that kills
+        workers outside the handler can loop uncharged either."""
+        if not self.serving and (self.pending or self.in_hand):
+            self.cfg.slot.begin(0, len(self.in_hand))
 
     # --- recycling ----------------------------------------------------------------------
 
@@ -306,6 +372,17 @@ class Worker:
             if mib > self.spec.max_memory_mib:
                 return f"private memory {mib:.1f} MiB > maxMemoryMiB={self.spec.max_memory_mib}"
         return None
+
+
+def _nothing(signum: int, frame: FrameType | None) -> None:
+    """A handler that does nothing (unlike SIG_IGN, it is not inherited across exec)."""
+
+
+def _traceback_text(exc: BaseException) -> str:
+    try:
+        return "".join(traceback.format_exception(exc))
+    except BaseException:  # a hostile exception can break formatting too
+        return exception_text(exc)
 
 
 def _preconnected(url: str) -> redis.Redis:
@@ -345,6 +422,9 @@ def run_worker(worker: Worker) -> int:
         logs.event("worker ready", queue=config.spec.queue,
                    boot_ms=round((time.perf_counter() - worker.forked_at) * 1000, 2))
         code = worker.run()
+    except BaseException:
+        worker.blame_oldest()
+        raise
     finally:
         worker.redis.close()
     logs.event("worker exiting", reason=ExitCode.describe(int(code)), served=worker.served)

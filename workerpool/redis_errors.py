@@ -1,0 +1,88 @@
+"""Redis errors, classified once for master and worker: ride out, or report and carry on.
+
+Transient: the server is unreachable, slow, restarting, failing over or full — the same call
+succeeds later, so the caller backs off and retries. Anything else (WRONGTYPE on a key a user
+reused, a Lua error, a refused command) will fail again the same way: it is logged as an error
+naming the command and the key, retried no faster than the backoff, and never ends a process.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from . import logs
+from .errors import exception_text
+
+# Error codes (the first word of a Redis error reply) that mean "try again later".
+TRANSIENT_CODES = frozenset({"READONLY", "LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN",
+                             "TRYAGAIN", "OOM", "NOREPLICAS"})
+# redis-py strips the code from these replies and raises its own class instead.
+_TRANSIENT_CLASSES: tuple[type[Exception], ...] = (
+    redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError,
+    redis.exceptions.OutOfMemoryError, redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError)
+# redis-py prefixes errors inside a pipeline with the command that failed
+_PIPELINE_PREFIX = re.compile(r"^Command # \d+ \(.*?\) of pipeline caused error: ", re.DOTALL)
+
+BACKOFF_FIRST_S = 0.1  # first retry after a failure: an outage shorter than this goes unnoticed
+BACKOFF_MAX_S = 5.0  # the slowest retry: Redis back after an outage is seen within this
+LOG_EVERY = 10  # during a run of failures, log the first and every tenth
+
+
+def error_code(exc: BaseException) -> str:
+    """The Redis error code of a reply error ('WRONGTYPE', 'BUSY', ...), or ''."""
+    text = _PIPELINE_PREFIX.sub("", str(exc)).lstrip()
+    word = text.split(" ", 1)[0]
+    return word if word.isupper() and word.isalpha() else ""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when the same call is expected to succeed later (outage, failover, full memory)."""
+    if isinstance(exc, _TRANSIENT_CLASSES):
+        return True
+    if isinstance(exc, redis.RedisError):
+        return error_code(exc) in TRANSIENT_CODES
+    return False
+
+
+@dataclass(slots=True)
+class Trouble:
+    """Backoff and throttled logging for one recurring Redis call (or group of calls).
+
+    `failed()` returns how long to wait before the next try, doubling up to BACKOFF_MAX_S;
+    `succeeded()` resets it and logs the recovery once. Master and worker use the same class,
+    so an outage reads the same in both logs.
+    """
+
+    what: str  # the call or step, for the log: 'claim', 'heartbeat', ...
+    failures: int = 0
+    delay_s: float = 0.0
+
+    def failed(self, exc: BaseException, command: str, key: str) -> float:
+        self.failures += 1
+        self.delay_s = min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** min(self.failures - 1, 16))
+        if self.failures == 1 or self.failures % LOG_EVERY == 0:
+            fields: dict[str, Any] = {"step": self.what, "command": command, "key": key,
+                      "error": one_line(exc), "failures": self.failures,
+                      "retry_in_s": round(self.delay_s, 2)}
+            if is_transient(exc):
+                logs.event("redis unavailable, retrying", level=logging.WARNING, **fields)
+            else:
+                logs.event("redis command failed", level=logging.ERROR, **fields)
+        return self.delay_s
+
+    def succeeded(self) -> None:
+        if self.failures:
+            logs.event("redis is back", step=self.what, failures=self.failures)
+        self.failures = 0
+        self.delay_s = 0.0
+
+
+def one_line(exc: BaseException) -> str:
+    """`Type: message` on one line (for a log field)."""
+    return exception_text(exc).replace("\r", "\\r").replace("\n", "\\n")
