@@ -17,6 +17,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 
 from node import ROOT, Cluster, missing_tools
+from scenario import set_up_shop
 
 import workerpool
 
@@ -68,3 +69,9 @@ def cluster() -> Iterator[Cluster]:
 def no_leftover_children() -> Iterator[None]:
     """The cluster's daemons outlive each test by design; down.sh checks them at the end."""
     yield
+
+
+@pytest.fixture(scope="session")
+def shop(cluster: Cluster) -> Cluster:
+    """The user's image as the operator, Redis in the cluster, the pools of manifests/pools.yaml."""
+    return set_up_shop(cluster)

@@ -8,14 +8,12 @@ import time
 from typing import Any
 
 import pytest
-import test_user_image
 import yaml
 from helpers import wait_until
 from node import Cluster
+from scenario import counts, enqueue, redis, status, tasks
 from test_operator_pod import NS
-from test_user_image import counts, enqueue, redis, status, tasks
 
-shop = test_user_image.shop  # the module-scoped fixture: the user's image, Redis, the operator
 POOL = "spread"
 PER_POD = 4
 COOLDOWN_S = 15
