@@ -4,6 +4,7 @@ cooldown without cutting a running task, lose nothing to a force-deleted pod, dr
 
 from __future__ import annotations
 
+import sys
 import time
 from typing import Any
 
@@ -11,7 +12,7 @@ import pytest
 import yaml
 from helpers import wait_until
 from node import Cluster
-from scenario import counts, enqueue, redis, status, tasks
+from scenario import REDIS_URL, counts, enqueue, redis, status, tasks
 from test_operator_pod import NS
 
 POOL = "spread"
@@ -65,6 +66,11 @@ def test_saturation_adds_pods_and_the_cooldown_removes_the_idle_ones(spread: Clu
                and status(spread, POOL).get("busyWorkers") == 3 * PER_POD, 180, interval=0.2,
                what="3 pods and 12 busy workers")
     spread.note("pods: burst -> 3 pods, 12 workers busy", time.monotonic() - began)
+    # `workerpool stats` shows the master of every pod, by the pod's name
+    shown = spread.in_ns(sys.executable, "-m", "workerpool", "stats", "--queue", POOL,
+                         "--redis-url", REDIS_URL).stdout
+    hosts = {line.split()[1].split(":")[0] for line in shown.splitlines() if line.startswith("master ")}
+    assert hosts == {p["metadata"]["name"] for p in worker_pods(spread)}, shown
     events = [e for e in spread.json("get", "events", "-n", NS)["items"]
               if e["involvedObject"]["name"] == POOL and e["reason"] == "PodsScaledOut"]
     assert events and "backlog" in events[0]["message"], events
