@@ -51,7 +51,7 @@ def test_conditions_keep_transition_time_until_they_flip():
     assert [(c["type"], c["status"]) for c in ok] == [("Ready", "True"), ("Degraded", "False")]
     stamped = [{**c, "lastTransitionTime": "2020-01-01T00:00:00Z"} for c in ok]
     assert st.conditions(None, 4, stamped)[0]["lastTransitionTime"] == "2020-01-01T00:00:00Z"
-    bad = st.conditions(("RedisUnavailable", "x"), 4, stamped)
+    bad = st.conditions(st.Problem("RedisUnavailable", "x"), 4, stamped)
     assert bad[1]["status"] == "True" and bad[1]["lastTransitionTime"] != "2020-01-01T00:00:00Z"
 
 
@@ -87,3 +87,16 @@ def test_status_patch_holds_only_changes():
     wanted = {"backlog": 0, "processed": 9, "observedGeneration": 2,
               "conditions": st.conditions(None, 2, conds)}
     assert st.changed(current, wanted) == {"backlog": 0}
+
+
+def test_a_starting_pool_is_not_ready_and_not_degraded():
+    ready, degraded = st.conditions(st.Problem.starting("the master is being started"), 1, None)
+    assert (ready["status"], ready["reason"]) == ("False", "Starting")
+    assert (degraded["status"], degraded["reason"]) == ("False", "Starting")
+
+
+def test_status_build_writes_only_what_changed():
+    first = st.build({"backlog": 3}, None, 2, {})
+    assert first["backlog"] == 3 and first["observedGeneration"] == 2
+    assert st.build({"backlog": 3}, None, 2, first) == {}
+    assert st.build({"backlog": 4}, None, 2, first) == {"backlog": 4}

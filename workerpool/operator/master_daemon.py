@@ -1,0 +1,79 @@
+"""One kopf daemon per WorkerPool whose master runs in the operator's pod: the master's owner.
+
+The daemon is the only code that starts, reloads, restarts or stops its pool's master, so no
+two handlers can race to start one. kopf spawns it for every such pool it sees (on creation
+and when the operator starts, which is how a pool resumes after a restart), stops it when the
+pool is deleted, moves into worker pods (`spec.pods`) or the operator exits, and holds the
+pool's finalizer until it returns: the master has drained by then.
+
+Its `spec` is kopf's live view of the object, so a spec edit reaches it without a message;
+the update handler only wakes it so the edit applies at once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from ..spec import redact_url
+from .crd import RESOURCE
+from .masters import MasterProcess, Masters
+from .pool_state import PoolState, in_operator, pool_key, pool_state, registry
+from .status import Problem
+
+#: how often the daemon looks at its master (has it exited?) when nothing wakes it
+LOOK_INTERVAL_S = 0.5
+#: a master that exited is started again after this: a handler that cannot even import must
+#: not fork-loop the operator, and its MasterExited condition stays readable meanwhile
+RESTART_BACKOFF_S = 5.0
+#: a Secret that cannot be read yet (not created, no key) is read again after this
+SECRET_RETRY_S = 10.0
+
+
+@kopf.daemon(*RESOURCE, id="master", when=in_operator)
+def own_master(name: str, namespace: str, spec: kopf.Spec, body: kopf.Body, memo: kopf.Memo,
+               stopped: kopf.DaemonStopped, logger: kopf.Logger, **_: Any) -> None:
+    """Run the pool's master until the pool goes; restart it (after a backoff) if it exits."""
+    key, masters, state = pool_key(namespace, name), registry(memo), pool_state(memo)
+    try:
+        while not stopped:
+            _follow(key, name, namespace, spec, body, masters, state, logger)
+            state.wake.wait(LOOK_INTERVAL_S)
+            state.wake.clear()
+    finally:
+        code = masters.stop(key)  # drains: the finalizer stays until the tasks in hand are done
+        if code is not None:
+            logger.info(f"master stopped ({stopped.reason or 'exited'}) with exit code {code}")
+
+
+def _follow(key: str, name: str, namespace: str, spec: kopf.Spec, body: kopf.Body,
+            masters: Masters, state: PoolState, logger: kopf.Logger) -> None:
+    """One look: start the master, apply an edit, or report its exit."""
+    try:
+        parsed, url = state.resolve(name, namespace, dict(spec))
+    except kopf.PermanentError as e:  # the update handler logged it; wait for the next edit
+        if key not in masters.running:
+            state.problem = Problem("InvalidSpec", str(e))
+        return
+    except kopf.TemporaryError as e:  # a Secret not there yet
+        state.problem = Problem("InvalidSpec", str(e))
+        raise kopf.TemporaryError(str(e), delay=SECRET_RETRY_S) from None
+    master = masters.running.get(key)
+    if master is None:
+        master = masters.start(key, parsed, url)
+        state.problem = None
+        logger.info(f"master started: pid {master.pid}, queue {parsed.queue}, redis {redact_url(url)}")
+    elif (code := master.exited()) is not None:
+        _exited(master, code, body, state)
+    elif (parsed, url) != (master.spec, master.redis_url):
+        master = masters.reconfigure(key, parsed, url)
+        logger.info(f"master reconfigured: pid {master.pid}")
+
+
+def _exited(master: MasterProcess, code: int, body: kopf.Body, state: PoolState) -> None:
+    message = f"master exited with code {code}: {master.last_error() or 'see the operator log'}"
+    state.problem = Problem("MasterExited", message)
+    kopf.warn(body, reason="MasterExited", message=message + "; restarting")
+    # the daemon ends here (its `finally` forgets the master); kopf runs it again after the delay
+    raise kopf.TemporaryError(message, delay=RESTART_BACKOFF_S)
