@@ -27,6 +27,8 @@ class Field:
     minimum: float | None = None
     maximum: float | None = None
     description: str = ""
+    #: a master applies a change on SIGHUP without replacing its workers (they never read it)
+    live: bool = False
 
 
 @dataclass(frozen=True, slots=True)

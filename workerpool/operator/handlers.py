@@ -25,6 +25,10 @@ __all__ = ["master_daemon", "master_status", "pod_timer"]  # imported for their 
 #: silent connection a little later, so a half-dead connection is replaced, not waited on forever
 WATCH_SERVER_TIMEOUT_S = 120
 WATCH_CLIENT_TIMEOUT_S = 150
+#: a deleted pool keeps its finalizer until its daemon has drained the master; kopf looks again
+#: this often (it touches the object to do so): its default of 60 s would hold a drained pool
+#: for a minute
+DRAIN_POLL_S = 1.0
 
 
 class _OwnLinesOnly(logging.Filter):
@@ -49,6 +53,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = logging.INFO
     settings.watching.server_timeout = WATCH_SERVER_TIMEOUT_S
     settings.watching.client_timeout = WATCH_CLIENT_TIMEOUT_S
+    settings.background.cancellation_polling = DRAIN_POLL_S
     logging.getLogger("kopf.objects").addFilter(_OwnLinesOnly())
     # the health endpoint logs every probe (the readiness probe's every 5 s)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)

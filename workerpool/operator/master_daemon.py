@@ -20,6 +20,7 @@ from ..spec import redact_url
 from .crd import RESOURCE
 from .masters import MasterProcess, Masters
 from .pool_state import PoolState, in_operator, pool_key, pool_state, registry
+from .secrets import SECRET_RETRY_S
 from .status import Problem
 
 #: how often the daemon looks at its master (has it exited?) when nothing wakes it
@@ -27,8 +28,6 @@ LOOK_INTERVAL_S = 0.5
 #: a master that exited is started again after this: a handler that cannot even import must
 #: not fork-loop the operator, and its MasterExited condition stays readable meanwhile
 RESTART_BACKOFF_S = 5.0
-#: a Secret that cannot be read yet (not created, no key) is read again after this
-SECRET_RETRY_S = 10.0
 
 
 @kopf.daemon(*RESOURCE, id="master", when=in_operator)
@@ -44,7 +43,8 @@ def own_master(name: str, namespace: str, spec: kopf.Spec, body: kopf.Body, memo
     finally:
         code = masters.stop(key)  # drains: the finalizer stays until the tasks in hand are done
         if code is not None:
-            logger.info(f"master stopped ({stopped.reason or 'exited'}) with exit code {code}")
+            why = stopped.reason.name if stopped.reason is not None else None
+            logger.info(f"master drained ({(why or 'exited').lower().replace('_', ' ')}), exit code {code}")
 
 
 def _follow(key: str, name: str, namespace: str, spec: kopf.Spec, body: kopf.Body,

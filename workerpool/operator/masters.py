@@ -25,7 +25,7 @@ from ..spec import API_VERSION, KIND, PoolSpec
 from .metrics import socket_path
 
 KILL_MARGIN_S = 5.0  # past the pool's shutdownGraceSeconds, a master that is still there is killed
-LOG_TAIL_LINES = 20
+LOG_TAIL_LINES = 20  # a master's last log lines kept to explain its exit in a condition
 
 
 @dataclass
