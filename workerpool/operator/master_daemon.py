@@ -12,7 +12,8 @@ the update handler only wakes it so the edit applies at once.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 import kopf
 
@@ -34,46 +35,64 @@ RESTART_BACKOFF_S = 5.0
 def own_master(name: str, namespace: str, spec: kopf.Spec, body: kopf.Body, memo: kopf.Memo,
                stopped: kopf.DaemonStopped, logger: kopf.Logger, **_: Any) -> None:
     """Run the pool's master until the pool goes; restart it (after a backoff) if it exits."""
-    key, masters, state = pool_key(namespace, name), registry(memo), pool_state(memo)
+    owner = _Owner(pool_key(namespace, name), name, namespace, spec, body, registry(memo),
+                   pool_state(memo), logger)
     try:
         while not stopped:
-            _follow(key, name, namespace, spec, body, masters, state, logger)
-            state.wake.wait(LOOK_INTERVAL_S)
-            state.wake.clear()
+            owner.look()
+            owner.state.wake.wait(LOOK_INTERVAL_S)
+            owner.state.wake.clear()
     finally:
-        code = masters.stop(key)  # drains: the finalizer stays until the tasks in hand are done
+        code = owner.masters.stop(owner.key)  # drains: the finalizer stays until tasks are done
         if code is not None:
-            why = stopped.reason.name if stopped.reason is not None else None
-            logger.info(f"master drained ({(why or 'exited').lower().replace('_', ' ')}), exit code {code}")
+            logger.info(f"master stopped ({_why(stopped)}): exit code {code}")
 
 
-def _follow(key: str, name: str, namespace: str, spec: kopf.Spec, body: kopf.Body,
-            masters: Masters, state: PoolState, logger: kopf.Logger) -> None:
-    """One look: start the master, apply an edit, or report its exit."""
-    try:
-        parsed, url = state.resolve(name, namespace, dict(spec))
-    except kopf.PermanentError as e:  # the update handler logged it; wait for the next edit
-        if key not in masters.running:
-            state.problem = Problem("InvalidSpec", str(e))
-        return
-    except kopf.TemporaryError as e:  # a Secret not there yet
-        state.problem = Problem("InvalidSpec", str(e))
-        raise kopf.TemporaryError(str(e), delay=SECRET_RETRY_S) from None
-    master = masters.running.get(key)
-    if master is None:
-        master = masters.start(key, parsed, url)
-        state.problem = None
-        logger.info(f"master started: pid {master.pid}, queue {parsed.queue}, redis {redact_url(url)}")
-    elif (code := master.exited()) is not None:
-        _exited(master, code, body, state)
-    elif (parsed, url) != (master.spec, master.redis_url):
-        master = masters.reconfigure(key, parsed, url)
-        logger.info(f"master reconfigured: pid {master.pid}")
+@dataclass
+class _Owner:
+    """What one run of a pool's daemon works with; `spec` and `body` are kopf's live views."""
+
+    key: str
+    name: str
+    namespace: str
+    spec: kopf.Spec
+    body: kopf.Body
+    masters: Masters
+    state: PoolState
+    logger: kopf.Logger
+
+    def look(self) -> None:
+        """Start the master, apply an edit, or report the master's exit."""
+        try:
+            parsed, url = self.state.resolve(self.name, self.namespace, dict(self.spec))
+        except kopf.PermanentError as e:  # the update handler logged it; wait for the next edit
+            if self.key not in self.masters.running:
+                self.state.problem = Problem("InvalidSpec", str(e))
+            return
+        except kopf.TemporaryError as e:  # a Secret not there yet
+            self.state.problem = Problem("InvalidSpec", str(e))
+            raise kopf.TemporaryError(str(e), delay=SECRET_RETRY_S) from None
+        master = self.masters.running.get(self.key)
+        if master is None:
+            master = self.masters.start(self.key, parsed, url)
+            self.state.problem = None
+            self.logger.info(f"master started: pid {master.pid}, queue {parsed.queue}, "
+                             f"redis {redact_url(url)}")
+        elif (code := master.exited()) is not None:
+            self._exited(master, code)
+        elif (parsed, url) != (master.spec, master.redis_url):
+            master = self.masters.reconfigure(self.key, parsed, url)
+            self.logger.info(f"master reconfigured: pid {master.pid}")
+
+    def _exited(self, master: MasterProcess, code: int) -> NoReturn:
+        message = f"master exited with code {code}: {master.last_error() or 'see the operator log'}"
+        self.state.problem = Problem("MasterExited", message)
+        kopf.warn(self.body, reason="MasterExited", message=message + "; restarting")
+        # the daemon ends here (its `finally` forgets the master); kopf runs it again after the delay
+        raise kopf.TemporaryError(message, delay=RESTART_BACKOFF_S)
 
 
-def _exited(master: MasterProcess, code: int, body: kopf.Body, state: PoolState) -> None:
-    message = f"master exited with code {code}: {master.last_error() or 'see the operator log'}"
-    state.problem = Problem("MasterExited", message)
-    kopf.warn(body, reason="MasterExited", message=message + "; restarting")
-    # the daemon ends here (its `finally` forgets the master); kopf runs it again after the delay
-    raise kopf.TemporaryError(message, delay=RESTART_BACKOFF_S)
+def _why(stopped: kopf.DaemonStopped) -> str:
+    """'resource deleted', 'operator exiting', 'filter mismatch' (now in pods), or 'exited'."""
+    reason = stopped.reason.name if stopped.reason is not None else None
+    return (reason or "exited").lower().replace("_", " ")

@@ -83,9 +83,10 @@ class Masters:
         self.state_dir = state_dir
         self.running: dict[str, MasterProcess] = {}
         self.lock = threading.Lock()  # guards the dicts
-        # one lock per pool around start/reconfigure/stop: the update handler and the status
-        # timer may both start a master for one pool, and locking only the dict let both
-        # pass "stop the previous one" before either registered (two masters, one untracked)
+        # one lock per pool around start/reconfigure/stop. In the operator one daemon per pool
+        # is the only caller for its key, so this is the registry's own guarantee, not the
+        # operator's: locking only the dict once let two callers both pass "stop the previous
+        # one" before either registered (two masters, one untracked)
         self._key_locks: dict[str, threading.RLock] = {}
         self.metrics = False  # True: each master serves /metrics on a socket (operator/metrics.py)
 
