@@ -282,6 +282,15 @@ def _check_redis_url(path: str, url: Any) -> str:
     return url
 
 
+def manifest_of(spec: PoolSpec) -> dict[str, Any]:
+    """The manifest a master reads (`parse_manifest` of it gives `spec` back): every field of
+    FIELDS, but not the Redis URL (a secret: it goes in the master's environment) nor spec.pods
+    (the operator's concern, not the master's)."""
+    body: dict[str, Any] = {f.name: getattr(spec, f.attr) for f in FIELDS
+                            if getattr(spec, f.attr) is not None}
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": spec.name}, "spec": body}
+
+
 def redact_url(url: str) -> str:
     """The URL with any password replaced by '***', safe for logs and status."""
     return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)

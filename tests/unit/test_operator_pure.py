@@ -7,8 +7,7 @@ from helpers import ROOT
 
 from workerpool.operator import crd
 from workerpool.operator import status as st
-from workerpool.operator.masters import manifest_of
-from workerpool.spec import FIELDS, parse_manifest
+from workerpool.spec import FIELDS, manifest_of, parse_manifest
 
 DEPLOY = ROOT / "deploy"
 

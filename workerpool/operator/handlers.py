@@ -13,9 +13,9 @@ from typing import Any
 
 import kopf
 
+from ..spec import manifest_of
 from . import master_daemon, master_status, pod_timer, podpools
 from .crd import GROUP, RESOURCE
-from .masters import manifest_of
 from .pool_state import in_pods, pool_state, registry, resolve, validate
 from .readiness import Watched, wait_until_served
 

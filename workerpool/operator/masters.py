@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..metrics_server import ENV_VAR as METRICS_ENV
-from ..spec import API_VERSION, KIND, PoolSpec
+from ..spec import PoolSpec, manifest_of
 from .metrics import socket_path
 
 KILL_MARGIN_S = 5.0  # past the pool's shutdownGraceSeconds, a master that is still there is killed
@@ -65,15 +65,6 @@ def _fields(entry: dict[str, Any]) -> str:
     extra = {k: v for k, v in entry.items() if k not in ("time", "role", "pid", "level", "event",
                                                           "traceback")}
     return (": " + ", ".join(f"{k}={v}" for k, v in extra.items()))[:500] if extra else ""
-
-
-def manifest_of(spec: PoolSpec) -> dict[str, Any]:
-    """The manifest the master reads: the validated spec, without the Redis URL (a secret)."""
-    from ..spec import FIELDS
-
-    body: dict[str, Any] = {f.name: getattr(spec, f.attr) for f in FIELDS
-                            if getattr(spec, f.attr) is not None}
-    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": spec.name}, "spec": body}
 
 
 class Masters:
