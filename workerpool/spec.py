@@ -66,8 +66,9 @@ FIELDS: tuple[Field, ...] = (
 _BY_NAME = {f.name: f for f in FIELDS}
 #: the attributes a master reloads in place on SIGHUP; a change to any other replaces the workers
 LIVE_FIELDS = frozenset(f.attr for f in FIELDS if f.live)
-# the defaults, stated once (in FIELDS) for the validator, the CRD and the dataclasses below
-_DEFAULT: dict[str, Any] = {f.attr: f.default for f in FIELDS}
+#: the defaults by attribute, stated once (in FIELDS): for the validator, the CRD, the
+#: dataclasses below and the scaling functions' own parameters
+DEFAULTS: dict[str, Any] = {f.attr: f.default for f in FIELDS}
 _REDIS_FIELDS = ("url", "urlFrom")
 
 # spec.pods: where the pool runs when it spans pods (the operator's concern; a master ignores it)
@@ -89,7 +90,8 @@ POD_FIELDS: tuple[Field | ObjectField, ...] = (
     ObjectField("volumes", "volumes", "array", "extra volumes for the handler's configuration"),
     ObjectField("volumeMounts", "volume_mounts", "array", "where the extra volumes are mounted"),
 )
-_POD_DEFAULT: dict[str, Any] = {f.attr: f.default for f in POD_FIELDS if isinstance(f, Field)}
+#: the same for spec.pods
+POD_DEFAULTS: dict[str, Any] = {f.attr: f.default for f in POD_FIELDS if isinstance(f, Field)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,10 +106,10 @@ class SecretKeyRef:
 class PodsSpec:
     """spec.pods: the pool runs in worker pods, each a master keeping its own workers."""
 
-    min_pods: int = _POD_DEFAULT["min_pods"]
-    max_pods: int = _POD_DEFAULT["max_pods"]
-    stabilization_s: float = _POD_DEFAULT["stabilization_s"]
-    cooldown_s: float = _POD_DEFAULT["cooldown_s"]
+    min_pods: int = POD_DEFAULTS["min_pods"]
+    max_pods: int = POD_DEFAULTS["max_pods"]
+    stabilization_s: float = POD_DEFAULTS["stabilization_s"]
+    cooldown_s: float = POD_DEFAULTS["cooldown_s"]
     image: str | None = None
     service_account_name: str | None = None
     # Kubernetes objects passed through to the pod template (compared, never hashed)
@@ -135,19 +137,19 @@ class PoolSpec:
     error_handler: str | None = None
     redis_url: str | None = field(default=None, repr=False)  # may carry a password
     redis_url_from: SecretKeyRef | None = None
-    min_workers: int = _DEFAULT["min_workers"]
-    max_workers: int = _DEFAULT["max_workers"]
-    idle_timeout_s: float = _DEFAULT["idle_timeout_s"]
-    max_retries: int = _DEFAULT["max_retries"]
-    task_timeout_s: float = _DEFAULT["task_timeout_s"]
-    retry_delay_s: float = _DEFAULT["retry_delay_s"]
-    retry_delay_max_s: float = _DEFAULT["retry_delay_max_s"]
-    result_ttl_s: int = _DEFAULT["result_ttl_s"]
-    max_tasks_per_worker: int = _DEFAULT["max_tasks_per_worker"]
-    max_memory_mib: int = _DEFAULT["max_memory_mib"]
-    scale_up_backlog: int = _DEFAULT["scale_up_backlog"]
-    prefetch: int = _DEFAULT["prefetch"]
-    shutdown_grace_s: float = _DEFAULT["shutdown_grace_s"]
+    min_workers: int = DEFAULTS["min_workers"]
+    max_workers: int = DEFAULTS["max_workers"]
+    idle_timeout_s: float = DEFAULTS["idle_timeout_s"]
+    max_retries: int = DEFAULTS["max_retries"]
+    task_timeout_s: float = DEFAULTS["task_timeout_s"]
+    retry_delay_s: float = DEFAULTS["retry_delay_s"]
+    retry_delay_max_s: float = DEFAULTS["retry_delay_max_s"]
+    result_ttl_s: int = DEFAULTS["result_ttl_s"]
+    max_tasks_per_worker: int = DEFAULTS["max_tasks_per_worker"]
+    max_memory_mib: int = DEFAULTS["max_memory_mib"]
+    scale_up_backlog: int = DEFAULTS["scale_up_backlog"]
+    prefetch: int = DEFAULTS["prefetch"]
+    shutdown_grace_s: float = DEFAULTS["shutdown_grace_s"]
     pods: PodsSpec | None = None  # None: the pool runs inside the operator's pod (or locally)
 
     def __post_init__(self) -> None:
