@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import yaml
 from helpers import ROOT
 
@@ -99,3 +101,15 @@ def test_status_build_writes_only_what_changed():
     assert first["backlog"] == 3 and first["observedGeneration"] == 2
     assert st.build({"backlog": 3}, None, 2, first) == {}
     assert st.build({"backlog": 4}, None, 2, first) == {"backlog": 4}
+
+
+def test_kopf_per_object_chatter_is_dropped_but_our_own_lines_kept():
+    from workerpool.operator.handlers import _OwnLinesOnly
+
+    def record(path, level):
+        return logging.LogRecord("kopf.objects", level, path, 1, "msg", None, None)
+
+    keep = _OwnLinesOnly().filter
+    assert not keep(record("/venv/site-packages/kopf/_core/actions/execution.py", logging.INFO))
+    assert keep(record("/venv/site-packages/kopf/_core/actions/execution.py", logging.WARNING))
+    assert keep(record("/src/workerpool/operator/master_daemon.py", logging.INFO))
