@@ -113,3 +113,15 @@ def test_kopf_per_object_chatter_is_dropped_but_our_own_lines_kept():
     assert not keep(record("/venv/site-packages/kopf/_core/actions/execution.py", logging.INFO))
     assert keep(record("/venv/site-packages/kopf/_core/actions/execution.py", logging.WARNING))
     assert keep(record("/src/workerpool/operator/master_daemon.py", logging.INFO))
+
+
+def test_a_pool_is_resolved_once_per_spec_and_again_after_an_edit():
+    from workerpool.operator.pool_state import PoolState
+
+    state = PoolState()
+    spec = {"handler": "m:f", "redis": {"url": "redis://:pw@h:1/0"}}
+    first = state.resolve("p", "ns", spec)
+    assert state.resolve("p", "ns", dict(spec)) is first  # the same content: no new parse, no Secret read
+    edited = state.resolve("p", "ns", {**spec, "minWorkers": 2})
+    assert edited is not first and edited[0].min_workers == 2 and edited[1] == "redis://:pw@h:1/0"
+    assert "pw" not in repr(state)

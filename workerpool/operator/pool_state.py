@@ -66,7 +66,7 @@ class PoolState:
     """One pool's memory in this operator process."""
 
     #: the spec last resolved, keyed by its content, so a Secret is read once per edit, not per tick
-    resolved_for: str | None = None
+    resolved_for: str | None = field(default=None, repr=False)  # holds an inline URL
     resolved: tuple[PoolSpec, str] | None = field(default=None, repr=False)
     #: the client that reads the pool's published numbers, and the URL it was made for
     redis_url: str = field(default="", repr=False)
