@@ -206,7 +206,7 @@ def top(queues: tuple[str, ...], redis_url: str | None, interval: float, once: b
     from .top import run_top
 
     url = redis_url or DEFAULT_REDIS_URL
-    client = connect(url, socket_timeout=10)
+    client = connect(url, socket_timeout=CLIENT_SOCKET_TIMEOUT_S)
     code = _redis_call(redis_url, lambda: run_top(client, list(queues), redact_url(url), interval, once))
     sys.exit(code)
 

@@ -16,7 +16,10 @@ from .errors import WorkerPoolError
 from .process import die_with_parent
 
 DEFAULT_PORT = 6390
-START_TIMEOUT_S = 10.0
+START_TIMEOUT_S = 10.0  # a redis-server that loads no data answers in milliseconds: this is a hang
+PING_TIMEOUT_S = 0.5  # one connection attempt while it starts; the loop tries again
+PING_RETRY_S = 0.02  # between those attempts: the server is usually up within a few
+STOP_TIMEOUT_S = 10.0  # SIGTERM makes it write its append-only file; past this, SIGKILL
 
 
 def find_redis_server() -> str:
@@ -66,7 +69,7 @@ class EmbeddedRedis:
         return self
 
     def _wait_ready(self) -> None:
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=PING_TIMEOUT_S)
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
@@ -75,7 +78,7 @@ class EmbeddedRedis:
                 client.ping()
                 return
             except redis.ConnectionError:
-                time.sleep(0.02)  # polling a starting server; bounded by the deadline
+                time.sleep(PING_RETRY_S)  # polling a starting server; bounded by the deadline
         raise WorkerPoolError(f"embedded redis-server did not answer within {START_TIMEOUT_S:g} s")
 
     def stop(self) -> None:
@@ -83,7 +86,7 @@ class EmbeddedRedis:
             return
         self.process.terminate()
         try:
-            self.process.wait(timeout=10)
+            self.process.wait(timeout=STOP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()

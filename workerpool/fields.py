@@ -11,9 +11,14 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 from .errors import SpecError
+
+#: a scalar's JSON type, as the CRD's OpenAPI schema names it
+ScalarKind = Literal["string", "integer", "number"]
+#: a pass-through field: one Kubernetes object, a list of them, or a map of strings
+ObjectKind = Literal["object", "array", "map"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,11 +27,13 @@ class Field:
 
     name: str
     attr: str
-    kind: str  # "string" | "integer" | "number"
+    kind: ScalarKind
     default: Any
     minimum: float | None = None
     maximum: float | None = None
     description: str = ""
+    #: a master applies a change on SIGHUP without replacing its workers (they never read it)
+    live: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +42,7 @@ class ObjectField:
 
     name: str
     attr: str
-    kind: str  # "object" | "array" (of objects) | "map" (of strings)
+    kind: ObjectKind
     description: str = ""
 
 

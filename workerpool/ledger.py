@@ -14,22 +14,22 @@ from dataclasses import dataclass, field
 
 import redis
 
-from .process import ExitCode
+from .process import ExitCode, KillReason, Role
 from .slots import COUNTERS, SlotTable
 
-ROLES = ("permanent", "temporary")
+ROLES = tuple(Role)
 # Exit reasons as a metric label: a small closed set, never an exit code or a signal number.
 _CLEAN_REASONS = {ExitCode.OK: "stopped", ExitCode.IDLE: "idle", ExitCode.RECYCLED: "recycled",
                   ExitCode.ORPHANED: "orphaned", ExitCode.BOOT_FAILED: "boot_failed"}
 EXIT_REASONS = (*_CLEAN_REASONS.values(), "shutdown", "timeout", "killed", "crashed")
 
 
-def exit_reason(status: int, killed_for: str | None) -> str:
+def exit_reason(status: int, killed_for: KillReason | None) -> str:
     """The `reason` label of a worker exit (decoded wait status; negative = killed by a signal)."""
-    if killed_for == "shutdown":
+    if killed_for is KillReason.SHUTDOWN:
         return "shutdown"
     if killed_for:
-        return "timeout"  # the master killed it for exceeding taskTimeoutSeconds
+        return "timeout"  # the master killed it for outliving its task or errorHandler limit
     if status == -signal.SIGKILL:
         return "killed"  # the kernel's OOM killer, or someone's kill -9
     if status in _CLEAN_REASONS:
@@ -48,7 +48,7 @@ class Ledger:
     lost: Counter[str] = field(default_factory=Counter)  # role -> tasks running when a worker died
     redis_errors: Counter[str] = field(default_factory=Counter)  # kind -> errors
 
-    def worker_exited(self, slots: SlotTable, slot: int, role: str, reason: str, lost: bool) -> None:
+    def worker_exited(self, slots: SlotTable, slot: int, role: Role, reason: str, lost: bool) -> None:
         """Fold an exited worker's slot into the totals; call before the slot is released."""
         totals = self.retired[role]
         for i, value in enumerate(slots.counters(slot)):

@@ -42,6 +42,9 @@ from .slots import (
 from .spec import PoolSpec
 
 _ENQUEUED_AT = re.compile(rb'"enqueued_at":(\d+)')
+#: our envelope puts enqueued_at before the payload: the head task's first bytes hold it, and a
+#: large payload is never searched (a foreign task without it has no age)
+_HEAD_SEARCHED_BYTES = 200
 _POOL = ["pool", "queue"]
 _K = TypeVar("_K")
 
@@ -151,7 +154,7 @@ def read_queue(pool: PoolSource) -> dict[str, float] | None:
         pool.ledger.redis_error(e)
         return None
     out = {"backlog": float(backlog), "delayed": float(delayed), "dead_letters": float(dead)}
-    found = _ENQUEUED_AT.search(head[:200]) if head else None
+    found = _ENQUEUED_AT.search(head[:_HEAD_SEARCHED_BYTES]) if head else None
     if not head:
         out["oldest_age"] = 0.0
     elif found and int(found.group(1)):

@@ -35,11 +35,26 @@ class ExitCode(enum.IntEnum):
         if status < 0:
             return f"killed by {signal.Signals(-status).name}"
         try:
-            return {cls.OK: "stopped", cls.CRASHED: "crashed (exit code 1)", cls.IDLE: "idle",
-                    cls.RECYCLED: "recycled", cls.ORPHANED: "orphaned",
+            return {cls.OK: "stopped", cls.CRASHED: f"crashed (exit code {int(cls.CRASHED)})",
+                    cls.IDLE: "idle", cls.RECYCLED: "recycled", cls.ORPHANED: "orphaned",
                     cls.BOOT_FAILED: "boot failed"}[cls(status)]
         except ValueError:
             return f"crashed (exit code {status})"
+
+
+class Role(enum.StrEnum):
+    """What a worker is for (its process title, log lines, metric labels and published numbers)."""
+
+    PERMANENT = "permanent"  # one of minWorkers: kept while the pool runs
+    TEMPORARY = "temporary"  # forked for a backlog, leaves after idleTimeoutSeconds with no task
+
+
+class KillReason(enum.StrEnum):
+    """Why the master stopped a worker itself; a worker that exits on its own has none."""
+
+    SHUTDOWN = "shutdown"  # the master is stopping: the task in hand is not charged an attempt
+    TASK_TIMEOUT = "task timeout (killed)"  # the task outlived its alarm (user code ignores it)
+    ERROR_HANDLER_TIMEOUT = "errorHandler timeout (killed)"  # the same, in the errorHandler
 
 
 CLEAN_EXITS = frozenset({ExitCode.OK, ExitCode.IDLE, ExitCode.RECYCLED, ExitCode.ORPHANED})

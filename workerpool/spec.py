@@ -36,9 +36,9 @@ FIELDS: tuple[Field, ...] = (
           description="module:function called as f(payload, error, attempts) after the last attempt"),
     Field("queue", "queue", "string", None, description="Redis list key; default metadata.name"),
     Field("minWorkers", "min_workers", "integer", 1, 0, MAX_WORKERS_LIMIT,
-          "permanent workers, always alive"),
+          "permanent workers, always alive", live=True),
     Field("maxWorkers", "max_workers", "integer", 4, 1, MAX_WORKERS_LIMIT,
-          "permanent + temporary workers at most"),
+          "permanent + temporary workers at most", live=True),
     Field("idleTimeoutSeconds", "idle_timeout_s", "number", 10.0, 0.1, 86400,
           "a temporary worker with no task for this long exits"),
     Field("maxRetries", "max_retries", "integer", 3, 0, 1000,
@@ -56,13 +56,19 @@ FIELDS: tuple[Field, ...] = (
     Field("maxMemoryMiB", "max_memory_mib", "integer", 0, 0, 10**6,
           "a worker whose private memory exceeds this is replaced after its task; 0 = never"),
     Field("scaleUpBacklog", "scale_up_backlog", "integer", 1, 1, 10**6,
-          "fork one temporary worker per this many waiting tasks that idle workers cannot take"),
+          "fork one temporary worker per this many waiting tasks that idle workers cannot take",
+          live=True),
     Field("prefetch", "prefetch", "integer", 16, 1, 1000,
           "most tasks a worker claims in one round trip when the backlog is deep"),
     Field("shutdownGraceSeconds", "shutdown_grace_s", "number", 30.0, 0, 86400,
           "on stop, how long workers may finish their current task before they are killed"),
 )
 _BY_NAME = {f.name: f for f in FIELDS}
+#: the attributes a master reloads in place on SIGHUP; a change to any other replaces the workers
+LIVE_FIELDS = frozenset(f.attr for f in FIELDS if f.live)
+#: the defaults by attribute, stated once (in FIELDS): for the validator, the CRD, the
+#: dataclasses below and the scaling functions' own parameters
+DEFAULTS: dict[str, Any] = {f.attr: f.default for f in FIELDS}
 _REDIS_FIELDS = ("url", "urlFrom")
 
 # spec.pods: where the pool runs when it spans pods (the operator's concern; a master ignores it)
@@ -84,6 +90,8 @@ POD_FIELDS: tuple[Field | ObjectField, ...] = (
     ObjectField("volumes", "volumes", "array", "extra volumes for the handler's configuration"),
     ObjectField("volumeMounts", "volume_mounts", "array", "where the extra volumes are mounted"),
 )
+#: the same for spec.pods
+POD_DEFAULTS: dict[str, Any] = {f.attr: f.default for f in POD_FIELDS if isinstance(f, Field)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +106,10 @@ class SecretKeyRef:
 class PodsSpec:
     """spec.pods: the pool runs in worker pods, each a master keeping its own workers."""
 
-    min_pods: int = 1
-    max_pods: int = 1
-    stabilization_s: float = 2.0
-    cooldown_s: float = 60.0
+    min_pods: int = POD_DEFAULTS["min_pods"]
+    max_pods: int = POD_DEFAULTS["max_pods"]
+    stabilization_s: float = POD_DEFAULTS["stabilization_s"]
+    cooldown_s: float = POD_DEFAULTS["cooldown_s"]
     image: str | None = None
     service_account_name: str | None = None
     # Kubernetes objects passed through to the pod template (compared, never hashed)
@@ -112,6 +120,11 @@ class PodsSpec:
     env: list[dict[str, Any]] | None = field(default=None, hash=False)
     volumes: list[dict[str, Any]] | None = field(default=None, hash=False)
     volume_mounts: list[dict[str, Any]] | None = field(default=None, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.min_pods > self.max_pods:
+            raise SpecError("spec.pods.min", self.min_pods,
+                            f"must not exceed spec.pods.max ({self.max_pods})")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,20 +137,29 @@ class PoolSpec:
     error_handler: str | None = None
     redis_url: str | None = field(default=None, repr=False)  # may carry a password
     redis_url_from: SecretKeyRef | None = None
-    min_workers: int = 1
-    max_workers: int = 4
-    idle_timeout_s: float = 10.0
-    max_retries: int = 3
-    task_timeout_s: float = 300.0
-    retry_delay_s: float = 1.0
-    retry_delay_max_s: float = 300.0
-    result_ttl_s: int = 3600
-    max_tasks_per_worker: int = 0
-    max_memory_mib: int = 0
-    scale_up_backlog: int = 1
-    prefetch: int = 16
-    shutdown_grace_s: float = 30.0
+    min_workers: int = DEFAULTS["min_workers"]
+    max_workers: int = DEFAULTS["max_workers"]
+    idle_timeout_s: float = DEFAULTS["idle_timeout_s"]
+    max_retries: int = DEFAULTS["max_retries"]
+    task_timeout_s: float = DEFAULTS["task_timeout_s"]
+    retry_delay_s: float = DEFAULTS["retry_delay_s"]
+    retry_delay_max_s: float = DEFAULTS["retry_delay_max_s"]
+    result_ttl_s: int = DEFAULTS["result_ttl_s"]
+    max_tasks_per_worker: int = DEFAULTS["max_tasks_per_worker"]
+    max_memory_mib: int = DEFAULTS["max_memory_mib"]
+    scale_up_backlog: int = DEFAULTS["scale_up_backlog"]
+    prefetch: int = DEFAULTS["prefetch"]
+    shutdown_grace_s: float = DEFAULTS["shutdown_grace_s"]
     pods: PodsSpec | None = None  # None: the pool runs inside the operator's pod (or locally)
+
+    def __post_init__(self) -> None:
+        """The checks across fields hold for a spec built in code too, not only a parsed one."""
+        if self.min_workers > self.max_workers:
+            raise SpecError("spec.minWorkers", self.min_workers,
+                            f"must not exceed spec.maxWorkers ({self.max_workers})")
+        if self.retry_delay_s > self.retry_delay_max_s:
+            raise SpecError("spec.retryDelaySeconds", self.retry_delay_s,
+                            f"must not exceed spec.retryDelayMaxSeconds ({self.retry_delay_max_s})")
 
     def with_redis_url(self, url: str | None) -> PoolSpec:
         """A copy whose Redis URL is `url` (a flag or the environment overrides the file)."""
@@ -206,8 +228,7 @@ def parse_spec(name: str, spec: Mapping[str, Any]) -> PoolSpec:
     values.update(_parse_redis(spec.get("redis")))
     if spec.get("pods") is not None:
         values["pods"] = _parse_pods(spec["pods"])
-    _check_cross_fields(values)
-    return PoolSpec(**values)
+    return PoolSpec(**values)  # its __post_init__ checks the fields against each other
 
 
 def _parse_redis(redis: Any) -> dict[str, Any]:
@@ -238,11 +259,7 @@ def _parse_pods(pods: Any) -> PodsSpec:
         path = f"spec.pods.{f.name}"
         checked = check_object(path, f, raw) if isinstance(f, ObjectField) else check_scalar(path, f, raw)
         values[f.attr] = checked
-    parsed = PodsSpec(**values)
-    if parsed.min_pods > parsed.max_pods:
-        raise SpecError("spec.pods.min", parsed.min_pods,
-                        f"must not exceed spec.pods.max ({parsed.max_pods})")
-    return parsed
+    return PodsSpec(**values)
 
 
 def _secret_ref(raw: Any) -> SecretKeyRef:
@@ -267,13 +284,13 @@ def _check_redis_url(path: str, url: Any) -> str:
     return url
 
 
-def _check_cross_fields(v: Mapping[str, Any]) -> None:
-    lo, hi = v.get("min_workers", 1), v.get("max_workers", 4)
-    if lo > hi:
-        raise SpecError("spec.minWorkers", lo, f"must not exceed spec.maxWorkers ({hi})")
-    if v.get("retry_delay_s", 1.0) > v.get("retry_delay_max_s", 300.0):
-        raise SpecError("spec.retryDelaySeconds", v.get("retry_delay_s"),
-                        f"must not exceed spec.retryDelayMaxSeconds ({v.get('retry_delay_max_s')})")
+def manifest_of(spec: PoolSpec) -> dict[str, Any]:
+    """The manifest a master reads (`parse_manifest` of it gives `spec` back): every field of
+    FIELDS, but not the Redis URL (a secret: it goes in the master's environment) nor spec.pods
+    (the operator's concern, not the master's)."""
+    body: dict[str, Any] = {f.name: getattr(spec, f.attr) for f in FIELDS
+                            if getattr(spec, f.attr) is not None}
+    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": spec.name}, "spec": body}
 
 
 def redact_url(url: str) -> str:

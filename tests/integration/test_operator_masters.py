@@ -24,7 +24,7 @@ def _masters_running(path: str) -> list[psutil.Process]:
 
 
 def test_two_concurrent_starts_of_one_pool_leave_one_master(tmp_path, redis_url, monkeypatch):
-    """The update handler and the status timer may both start a pool's master."""
+    """The registry keeps one master per pool whoever calls it (once, two handlers did)."""
     monkeypatch.setenv("PYTHONPATH", f"{TESTS}{os.pathsep}{ROOT}")
     masters = Masters(tmp_path / "state")
     spec = parse_manifest(manifest("race", handler="handlers:echo", minWorkers=1, maxWorkers=1,

@@ -11,7 +11,7 @@ import pytest
 import redis
 from helpers import manifest, wait_until
 
-from workerpool.process import ExitCode
+from workerpool.process import ExitCode, Role
 from workerpool.slots import SlotTable
 from workerpool.spec import parse_manifest
 from workerpool.worker import Worker, WorkerConfig
@@ -24,7 +24,7 @@ def worker(redis_url):
     """A Worker in this process (its master: our parent), with pytest's handlers restored after."""
     spec = parse_manifest(manifest("sig", handler="handlers:echo"))
     table = SlotTable(2)
-    config = WorkerConfig(spec, "permanent", "test.0.1", os.getppid(), table.writer(table.acquire()),
+    config = WorkerConfig(spec, Role.PERMANENT, "test.0.1", os.getppid(), table.writer(table.acquire()),
                           handlers.echo, None)
     saved = {s: signal.getsignal(s) for s in SIGNALS}
     w = Worker(config, redis_url)

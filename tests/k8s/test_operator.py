@@ -207,6 +207,41 @@ def test_unimportable_handler_is_degraded(operator: Operator, cluster: Any, redi
     cluster.kubectl("delete", "wp", "broken", "-n", NS, "--wait=true", "--timeout=60s")
 
 
+def test_a_master_killed_outright_is_restarted_by_its_daemon(operator: Operator, cluster: Any,
+                                                            redis_url: str) -> None:
+    """The pool's daemon reports the exit, then kopf runs it again (TemporaryError with a delay)."""
+    apply(cluster, pool_doc("phoenix", redis_url, minWorkers=1, maxWorkers=1))
+    wait_until(lambda: len(operator.workers("phoenix")) == 1, 30, what="1 worker")
+    [first] = _masters(operator, "phoenix")
+    os.kill(first, signal.SIGKILL)
+
+    def ready() -> bool:
+        conds = get(cluster, "phoenix").get("status", {}).get("conditions", [])
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conds)
+
+    wait_until(lambda: "MasterExited" in cluster.kubectl("get", "events", "-n", NS,
+                                                         "--field-selector",
+                                                         "involvedObject.name=phoenix").stdout,
+               15, what="a MasterExited event")
+    wait_until(lambda: _masters(operator, "phoenix") not in ([], [first])
+               and len(operator.workers("phoenix")) == 1, 30, what="a new master with its worker")
+    wait_until(ready, 15, what="Ready again")
+    cluster.kubectl("delete", "wp", "phoenix", "-n", NS, "--wait=true", "--timeout=60s")
+    assert operator.workers("phoenix") == []
+
+
+def _masters(operator: Operator, pool: str) -> list[int]:
+    """The operator's live master processes of `pool` (their title names the pool)."""
+    found = []
+    for p in operator.ps.children():
+        try:
+            if f"master pool={pool}" in " ".join(p.cmdline()) and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p.pid)
+        except psutil.NoSuchProcess:
+            continue
+    return found
+
+
 BAD_SPECS = [
     ({"handler": "m:f", "minWorkers": 5, "maxWorkers": 2}, "spec.minWorkers must not exceed"),
     ({"handler": "m:f", "minWorkers": -1}, "spec.minWorkers"),

@@ -9,7 +9,7 @@ import pytest
 from workerpool.errors import SpecError
 from workerpool.ledger import Ledger, exit_reason
 from workerpool.metrics_server import parse_address
-from workerpool.process import ExitCode
+from workerpool.process import ExitCode, KillReason, Role
 from workerpool.slots import BUCKETS_S, DURATION_BUCKET0, WAIT_BUCKET0, WAIT_SUM, SlotTable
 
 
@@ -30,7 +30,7 @@ def test_slot_counts_outcomes_and_buckets_and_the_ledger_keeps_them():
     assert counts[WAIT_BUCKET0] == 1 and counts[WAIT_BUCKET0 + len(BUCKETS_S)] == 1
     assert counts[WAIT_SUM] == pytest.approx(7200.001)
     ledger = Ledger()
-    ledger.worker_exited(table, index, "temporary", "idle", lost=False)
+    ledger.worker_exited(table, index, Role.TEMPORARY, "idle", lost=False)
     table.release(index)
     assert table.counters(table.acquire()) == [0.0] * len(counts)  # a reused slot starts at zero
     assert ledger.retired["temporary"] == counts and ledger.exits[("temporary", "idle")] == 1
@@ -38,8 +38,11 @@ def test_slot_counts_outcomes_and_buckets_and_the_ledger_keeps_them():
 
 @pytest.mark.parametrize(("status", "killed_for", "reason"), [
     (ExitCode.IDLE, None, "idle"), (ExitCode.OK, None, "stopped"), (ExitCode.RECYCLED, None, "recycled"),
-    (-signal.SIGKILL, None, "killed"), (-signal.SIGSEGV, None, "crashed"), (1, None, "crashed"),
-    (-signal.SIGKILL, "task timeout (killed)", "timeout"), (-signal.SIGKILL, "shutdown", "shutdown"),
+    (-signal.SIGKILL, None, "killed"), (-signal.SIGSEGV, None, "crashed"),
+    (ExitCode.CRASHED, None, "crashed"),
+    (-signal.SIGKILL, KillReason.TASK_TIMEOUT, "timeout"),
+    (-signal.SIGKILL, KillReason.ERROR_HANDLER_TIMEOUT, "timeout"),
+    (-signal.SIGKILL, KillReason.SHUTDOWN, "shutdown"),
 ])
 def test_exit_reason_is_a_small_closed_set(status, killed_for, reason):
     assert exit_reason(status, killed_for) == reason

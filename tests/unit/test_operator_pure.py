@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 import yaml
 from helpers import ROOT
 
 from workerpool.operator import crd
 from workerpool.operator import status as st
-from workerpool.operator.masters import manifest_of
-from workerpool.spec import FIELDS, parse_manifest
+from workerpool.spec import FIELDS, manifest_of, parse_manifest
 
 DEPLOY = ROOT / "deploy"
 
@@ -51,7 +52,7 @@ def test_conditions_keep_transition_time_until_they_flip():
     assert [(c["type"], c["status"]) for c in ok] == [("Ready", "True"), ("Degraded", "False")]
     stamped = [{**c, "lastTransitionTime": "2020-01-01T00:00:00Z"} for c in ok]
     assert st.conditions(None, 4, stamped)[0]["lastTransitionTime"] == "2020-01-01T00:00:00Z"
-    bad = st.conditions(("RedisUnavailable", "x"), 4, stamped)
+    bad = st.conditions(st.Problem("RedisUnavailable", "x"), 4, stamped)
     assert bad[1]["status"] == "True" and bad[1]["lastTransitionTime"] != "2020-01-01T00:00:00Z"
 
 
@@ -87,3 +88,40 @@ def test_status_patch_holds_only_changes():
     wanted = {"backlog": 0, "processed": 9, "observedGeneration": 2,
               "conditions": st.conditions(None, 2, conds)}
     assert st.changed(current, wanted) == {"backlog": 0}
+
+
+def test_a_starting_pool_is_not_ready_and_not_degraded():
+    ready, degraded = st.conditions(st.Problem.starting("the master is being started"), 1, None)
+    assert (ready["status"], ready["reason"]) == ("False", "Starting")
+    assert (degraded["status"], degraded["reason"]) == ("False", "Starting")
+
+
+def test_status_build_writes_only_what_changed():
+    first = st.build({"backlog": 3}, None, 2, {})
+    assert first["backlog"] == 3 and first["observedGeneration"] == 2
+    assert st.build({"backlog": 3}, None, 2, first) == {}
+    assert st.build({"backlog": 4}, None, 2, first) == {"backlog": 4}
+
+
+def test_kopf_per_object_chatter_is_dropped_but_our_own_lines_kept():
+    from workerpool.operator.handlers import _OwnLinesOnly
+
+    def record(path, level):
+        return logging.LogRecord("kopf.objects", level, path, 1, "msg", None, None)
+
+    keep = _OwnLinesOnly().filter
+    assert not keep(record("/venv/site-packages/kopf/_core/actions/execution.py", logging.INFO))
+    assert keep(record("/venv/site-packages/kopf/_core/actions/execution.py", logging.WARNING))
+    assert keep(record("/src/workerpool/operator/master_daemon.py", logging.INFO))
+
+
+def test_a_pool_is_resolved_once_per_spec_and_again_after_an_edit():
+    from workerpool.operator.pool_state import PoolState
+
+    state = PoolState()
+    spec = {"handler": "m:f", "redis": {"url": "redis://:pw@h:1/0"}}
+    first = state.resolve("p", "ns", spec)
+    assert state.resolve("p", "ns", dict(spec)) is first  # the same content: no new parse, no Secret read
+    edited = state.resolve("p", "ns", {**spec, "minWorkers": 2})
+    assert edited is not first and edited[0].min_workers == 2 and edited[1] == "redis://:pw@h:1/0"
+    assert "pw" not in repr(state)

@@ -10,7 +10,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from workerpool.errors import SpecError
-from workerpool.spec import FIELDS, POD_FIELDS, PoolSpec, openapi_schema, parse_manifest, redact_url
+from workerpool.spec import (
+    FIELDS,
+    LIVE_FIELDS,
+    POD_FIELDS,
+    PodsSpec,
+    PoolSpec,
+    openapi_schema,
+    parse_manifest,
+    redact_url,
+)
 
 GOOD = manifest("emails", handler="myapp.tasks:send_email")
 
@@ -133,3 +142,18 @@ def test_readme_documents_every_field():
     readme = (ROOT / "README.md").read_text()
     for f in FIELDS:
         assert f"| `{f.name}` |" in readme, f"README's field table lacks {f.name}"
+
+
+def test_a_spec_built_in_code_is_checked_across_fields_too():
+    with pytest.raises(SpecError, match=r"^spec\.minWorkers: .*must not exceed spec\.maxWorkers \(1\)"):
+        PoolSpec(name="p", handler="m:f", queue="p", min_workers=9, max_workers=1)
+    with pytest.raises(SpecError, match=r"^spec\.pods\.min: "):
+        PodsSpec(min_pods=3, max_pods=2)
+
+
+def test_defaults_are_stated_once_in_the_field_table():
+    built = PoolSpec(name="p", handler="m:f", queue="p")
+    for f in FIELDS:
+        if f.default is not None:
+            assert getattr(built, f.attr) == f.default, f.name
+    assert {"min_workers", "max_workers", "scale_up_backlog"} == LIVE_FIELDS

@@ -7,8 +7,7 @@ import json
 from helpers import manifest
 
 from workerpool.operator import workload
-from workerpool.operator.masters import manifest_of
-from workerpool.spec import parse_manifest
+from workerpool.spec import manifest_of, parse_manifest
 
 SECRET_POOL = parse_manifest(manifest(
     "emails", handler="app.tasks:send", shutdownGraceSeconds=45, maxWorkers=4,

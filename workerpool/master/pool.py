@@ -18,12 +18,21 @@ import redis
 
 from .. import logs, protocol
 from ..ledger import Ledger, exit_reason
-from ..process import CLEAN_EXITS, ExitCode, die_with_parent, parent_is, prefer_oom_kill, set_title
+from ..process import (
+    CLEAN_EXITS,
+    ExitCode,
+    KillReason,
+    Role,
+    die_with_parent,
+    parent_is,
+    prefer_oom_kill,
+    set_title,
+)
 from ..protocol import Keys
 from ..queue import connect
 from ..redis_errors import Trouble, is_transient
 from ..slots import SlotTable, SlotView
-from ..spec import PoolSpec
+from ..spec import LIVE_FIELDS, PoolSpec
 from ..worker import REPORTING_POSITION, Worker, WorkerConfig, error_handler_limit_s, run_worker
 from ..worker.handler import load
 from .scaling import Bounds, Decision, Observed, decide
@@ -33,7 +42,6 @@ CRASH_WINDOW_S = 10.0  # a worker that dies younger than this counts toward a cr
 CRASH_BACKOFF_FIRST_S = 0.1  # the second fork of a crash loop waits this; each later one doubles
 CRASH_BACKOFF_MAX_S = 30.0
 ORPHAN_SWEEP_INTERVAL_S = 30.0  # how often processing lists with no live owner are looked for
-_SIZE_FIELDS = ("min_workers", "max_workers", "scale_up_backlog")
 
 
 @dataclass(slots=True)
@@ -41,12 +49,12 @@ class Child:
     """A worker as the master tracks it."""
 
     pid: int
-    role: str
+    role: Role
     worker_id: str
     slot: int
     started_at: float
     retiring: bool = False
-    killed_for: str | None = None
+    killed_for: KillReason | None = None
 
 
 @dataclass(slots=True)
@@ -91,10 +99,10 @@ class Pool:
 
     # --- workers ------------------------------------------------------------------------
 
-    def live(self, role: str) -> list[Child]:
+    def live(self, role: Role) -> list[Child]:
         return [c for c in self.children.values() if c.role == role and not c.retiring]
 
-    def spawn(self, role: str, count: int = 1) -> None:
+    def spawn(self, role: Role, count: int = 1) -> None:
         """Fork `count` workers of `role`; the children never return from here.
 
         Every worker is prepared (client connected, registered) first and the forks follow
@@ -127,7 +135,7 @@ class Pool:
                        fork_ms=round((forked - prepared) * 1000 / max(1, len(pids)), 2))
         self.upkeep.next_heartbeat = 0.0  # publish the new numbers on the next tick
 
-    def _prepare(self, role: str) -> tuple[Worker, int]:
+    def _prepare(self, role: Role) -> tuple[Worker, int]:
         """Build, connect and register one worker in the master, ready to fork; and its slot."""
         slot = self.slots.acquire()
         worker_id = f"{self.master_id}.{slot}.{random.getrandbits(32):08x}"
@@ -157,13 +165,13 @@ class Pool:
         finally:
             os._exit(int(code))
 
-    def signal_all(self, sig: signal.Signals, reason: str | None = None) -> None:
+    def signal_all(self, sig: signal.Signals, reason: KillReason | None = None) -> None:
         for child in self.children.values():
             if reason:
                 child.killed_for = reason
             _kill(child.pid, sig)
 
-    def retire(self, role: str, count: int) -> None:
+    def retire(self, role: Role, count: int) -> None:
         """Ask `count` workers of `role` to stop after their current task; idle ones first."""
         candidates = sorted(self.live(role), key=lambda c: self.slots.read(c.slot).busy)
         for child in candidates[:count]:
@@ -179,7 +187,7 @@ class Pool:
         # a worker that exits while its slot says busy died inside a task, whatever its exit
         # code (user code may call os._exit(0)): that is a crash, and the task is charged
         clean = status >= 0 and status in CLEAN_EXITS and not seen.busy
-        lost = seen.busy and child.killed_for != "shutdown"
+        lost = seen.busy and child.killed_for is not KillReason.SHUTDOWN
         # the ledger keeps the slot's counts before the slot is reused (counters never go back)
         self.ledger.worker_exited(self.slots, child.slot, child.role,
                                   exit_reason(status, child.killed_for), lost)
@@ -187,13 +195,13 @@ class Pool:
         reason = child.killed_for or ExitCode.describe(status)
         if seen.busy and not child.killed_for and status in CLEAN_EXITS:
             reason = f"exited during a task ({reason})"
-        level = logging.INFO if clean or child.killed_for == "shutdown" else logging.WARNING
+        level = logging.INFO if clean or child.killed_for is KillReason.SHUTDOWN else logging.WARNING
         logs.event("worker exited", level=level, worker_role=child.role, worker=pid,
                    reason=reason)
         charge = seen.position if lost else -1
         self.upkeep.recoveries.append((child.worker_id, charge))
         self.try_recover_pending()  # if Redis is down, the next ticks retry
-        if not clean and child.killed_for != "shutdown":
+        if not clean and child.killed_for is not KillReason.SHUTDOWN:
             self.crashes += 1
             self.last_crash = reason
             self._note_crash(child)
@@ -228,7 +236,7 @@ class Pool:
         views = [self.slots.read(c.slot) for c in self.children.values() if not c.retiring]
         held = sum(v.held for v in views)
         waiting = self.upkeep.backlog + held if self.upkeep.redis_ok else 0
-        return Observed(len(self.live("permanent")), len(self.live("temporary")),
+        return Observed(len(self.live(Role.PERMANENT)), len(self.live(Role.TEMPORARY)),
                         sum(v.busy for v in views), waiting)
 
     def _bounds(self) -> Bounds:
@@ -239,13 +247,13 @@ class Pool:
             logs.event("scaling up", waiting=seen.waiting, busy=seen.busy,
                        forking=d.fork_temporary)
         if d.fork_permanent:
-            self.spawn("permanent", d.fork_permanent)
+            self.spawn(Role.PERMANENT, d.fork_permanent)
         if d.fork_temporary:
-            self.spawn("temporary", d.fork_temporary)
+            self.spawn(Role.TEMPORARY, d.fork_temporary)
         if d.retire_permanent:
-            self.retire("permanent", d.retire_permanent)
+            self.retire(Role.PERMANENT, d.retire_permanent)
         if d.retire_temporary:
-            self.retire("temporary", d.retire_temporary)
+            self.retire(Role.TEMPORARY, d.retire_temporary)
 
     def _enforce_hard_timeouts(self, now: float) -> None:
         """SIGKILL a worker whose task (or errorHandler, slot position -1) outlived its limit
@@ -257,7 +265,7 @@ class Pool:
             reporting = seen.position == REPORTING_POSITION
             limit = error_handler_limit_s(self.spec) if reporting else self.spec.task_timeout_s
             if limit and now - seen.started_at > limit + HARD_KILL_GRACE_S:
-                child.killed_for = "errorHandler timeout (killed)" if reporting else "task timeout (killed)"
+                child.killed_for = KillReason.ERROR_HANDLER_TIMEOUT if reporting else KillReason.TASK_TIMEOUT
                 _kill(child.pid, signal.SIGKILL)
 
     def _poll(self, now: float) -> None:
@@ -392,7 +400,7 @@ class Pool:
         workers = [_worker_entry(c, self.slots.read(c.slot), now) for c in self.children.values()]
         return {"master": self.master_id, "pool": self.spec.name, "host": socket.gethostname(),
                 "pid": self.master_pid, "min": self.spec.min_workers, "max": self.spec.max_workers,
-                "permanent": len(self.live("permanent")), "temporary": len(self.live("temporary")),
+                "permanent": len(self.live(Role.PERMANENT)), "temporary": len(self.live(Role.TEMPORARY)),
                 "busy": sum(1 for w in workers if w["busy"]), "workers": workers,
                 "crashes": self.crashes, "last_crash": self.last_crash,
                 "updated_at": time.time()}
@@ -408,12 +416,12 @@ class Pool:
         if spec.error_handler != self.spec.error_handler:
             self.error_handler = load(spec.error_handler, "spec.errorHandler") if spec.error_handler else None
         worker_level = any(getattr(spec, f) != getattr(self.spec, f)
-                           for f in spec.__slots__ if f not in _SIZE_FIELDS)
+                           for f in spec.__slots__ if f not in LIVE_FIELDS)
         self.spec = spec
         logs.event("pool reconfigured", pool=spec.name, min=spec.min_workers,
                    max=spec.max_workers, replacing_workers=worker_level)
         if worker_level:
-            for role in ("permanent", "temporary"):
+            for role in Role:
                 self.retire(role, len(self.live(role)))
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..spec import DEFAULTS
+
 
 @dataclass(frozen=True, slots=True)
 class Observed:
@@ -25,7 +27,7 @@ class Observed:
 class Bounds:
     min_workers: int
     max_workers: int
-    scale_up_backlog: int = 1
+    scale_up_backlog: int = DEFAULTS["scale_up_backlog"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from .. import logs
 from ..errors import WorkerPoolError
 from ..metrics import registry_for
 from ..metrics_server import MetricsServer
-from ..process import ExitCode, become_subreaper, set_title
+from ..process import ExitCode, KillReason, become_subreaper, set_title
 from ..redis_errors import one_line
 from ..slots import SlotTable
 from ..spec import PoolSpec
@@ -29,6 +29,7 @@ from .pool import Pool
 
 POLL_INTERVAL_S = 0.1  # how often the backlog is read: a burst is seen within this
 RECOVERY_PATIENCE_S = 5.0  # at exit, how long to retry returning tasks to an unreachable Redis
+RECOVERY_RETRY_S = 0.5  # between those retries: ten tries in the patience, not a busy loop
 # At exit, processes we adopted (a handler's subprocesses, orphaned when their worker exited)
 # get this long after SIGTERM before SIGKILL: nothing the pool started outlives it.
 ADOPTED_GRACE_S = 2.0
@@ -197,7 +198,7 @@ class Master:
             logs.event("killing workers now", level=logging.WARNING, workers=self._count())
         for pool in self._all_pools():
             pool.draining = True
-            pool.signal_all(signal.SIGKILL, reason="shutdown")
+            pool.signal_all(signal.SIGKILL, reason=KillReason.SHUTDOWN)
 
     def _drain_step(self) -> bool:
         """One loop turn while stopping; True when every worker is gone."""
@@ -216,7 +217,7 @@ class Master:
         give_up = time.monotonic() + RECOVERY_PATIENCE_S
         for pool in self._all_pools():
             while not pool.try_recover_pending() and time.monotonic() < give_up:
-                self._wait(0.5)
+                self._wait(RECOVERY_RETRY_S)
             if pool.upkeep.recoveries:
                 logs.event("could not return tasks; the next master recovers them",
                            level=logging.ERROR, workers=len(pool.upkeep.recoveries))

@@ -17,6 +17,7 @@ from ..spec import API_VERSION, KIND, QUEUE_MAX_LENGTH, QUEUE_PATTERN, REF_PATTE
 
 GROUP, VERSION = API_VERSION.split("/")
 PLURAL = "workerpools"
+RESOURCE = (GROUP, VERSION, PLURAL)  # what every kopf handler of ours is registered for
 
 _COUNTERS = {
     "permanentWorkers": "permanent workers alive",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import click
 import kopf
@@ -11,6 +12,7 @@ import kopf
 from .. import logs
 from ..errors import SpecError
 from .kubeapi import own_namespace
+from .masters import Masters
 
 
 @click.command("workerpool operator")
@@ -22,22 +24,28 @@ from .kubeapi import own_namespace
 @click.option("--log-format", default="text", type=click.Choice(["text", "json"]))
 @click.option("--metrics-address", envvar="WORKERPOOL_METRICS_ADDRESS", default=None,
               help="Serve every pool's metrics, merged, at http://ADDRESS/metrics ([HOST:]PORT).")
+@click.option("--state-dir", envvar="WORKERPOOL_STATE_DIR", default="/tmp/workerpool",
+              show_default=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where the masters' manifests and metrics sockets live (env WORKERPOOL_STATE_DIR).")
 def operator(namespaces: tuple[str, ...], all_namespaces: bool, liveness: str | None,
-             log_format: str, metrics_address: str | None) -> None:
+             log_format: str, metrics_address: str | None, state_dir: Path) -> None:
     """Watch WorkerPools and run one master per pool in this process's pod."""
     logs.setup("INFO", log_format)
-    from . import handlers  # registers the handlers with kopf
+    from . import handlers  # noqa: F401  (registers the handlers with kopf)
 
     if all_namespaces and namespaces:
         raise click.UsageError("give --namespace or --all-namespaces, not both")
+    # built here, at the boundary, and handed to every handler in kopf's memo: the metrics
+    # server needs the registry before kopf starts, and a port it cannot bind is a usage error
+    masters = Masters(state_dir)
     if metrics_address:
         from .metrics import serve
 
         try:
-            serve(metrics_address, handlers.MASTERS.state_dir, handlers.MASTERS.running)
+            serve(metrics_address, masters.state_dir, masters.running)
         except SpecError as e:
             raise click.BadParameter(str(e)) from None
-        handlers.MASTERS.metrics = True
+        masters.metrics = True
     from .readiness import Watched
 
     watched = Watched(tuple(namespaces) or (() if all_namespaces else (own_namespace() or "default",)),
@@ -45,7 +53,7 @@ def operator(namespaces: tuple[str, ...], all_namespaces: bool, liveness: str | 
     kopf.configure(verbose=False)
     kopf.run(standalone=True, clusterwide=all_namespaces, namespaces=list(watched.namespaces),
              liveness_endpoint=liveness, identity=identity(),  # type: ignore[arg-type]
-             memo=kopf.Memo(watched=watched))
+             memo=kopf.Memo(watched=watched, masters=masters))
 
 
 def identity() -> str:

@@ -21,11 +21,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from ..metrics_server import ENV_VAR as METRICS_ENV
-from ..spec import API_VERSION, KIND, PoolSpec
+from ..spec import PoolSpec, manifest_of
 from .metrics import socket_path
 
 KILL_MARGIN_S = 5.0  # past the pool's shutdownGraceSeconds, a master that is still there is killed
-LOG_TAIL_LINES = 20
+LOG_TAIL_LINES = 20  # a master's last log lines kept to explain its exit in a condition
 
 
 @dataclass
@@ -67,15 +67,6 @@ def _fields(entry: dict[str, Any]) -> str:
     return (": " + ", ".join(f"{k}={v}" for k, v in extra.items()))[:500] if extra else ""
 
 
-def manifest_of(spec: PoolSpec) -> dict[str, Any]:
-    """The manifest the master reads: the validated spec, without the Redis URL (a secret)."""
-    from ..spec import FIELDS
-
-    body: dict[str, Any] = {f.name: getattr(spec, f.attr) for f in FIELDS
-                            if getattr(spec, f.attr) is not None}
-    return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": spec.name}, "spec": body}
-
-
 class Masters:
     """The operator's masters, by "namespace/name"."""
 
@@ -83,9 +74,10 @@ class Masters:
         self.state_dir = state_dir
         self.running: dict[str, MasterProcess] = {}
         self.lock = threading.Lock()  # guards the dicts
-        # one lock per pool around start/reconfigure/stop: the update handler and the status
-        # timer may both start a master for one pool, and locking only the dict let both
-        # pass "stop the previous one" before either registered (two masters, one untracked)
+        # one lock per pool around start/reconfigure/stop. In the operator one daemon per pool
+        # is the only caller for its key, so this is the registry's own guarantee, not the
+        # operator's: locking only the dict once let two callers both pass "stop the previous
+        # one" before either registered (two masters, one untracked)
         self._key_locks: dict[str, threading.RLock] = {}
         self.metrics = False  # True: each master serves /metrics on a socket (operator/metrics.py)
 

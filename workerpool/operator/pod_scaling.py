@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..spec import POD_DEFAULTS
+
 
 @dataclass(frozen=True, slots=True)
 class PodSeen:
@@ -33,8 +35,8 @@ class PodBounds:
     min_pods: int
     max_pods: int
     max_workers: int  # workers per pod at most (the pool's maxWorkers)
-    stabilization_s: float = 2.0  # tasks must wait unabsorbed this long before a pod is added
-    cooldown_s: float = 60.0  # fewer pods must suffice this long before one is removed
+    stabilization_s: float = POD_DEFAULTS["stabilization_s"]  # tasks wait unabsorbed this long first
+    cooldown_s: float = POD_DEFAULTS["cooldown_s"]  # fewer pods must suffice this long first
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,6 +20,9 @@ from . import workload
 from .kubeapi import api_client, own_namespace
 from .pod_scaling import PodBounds, PodDecision, PodSeen, Timers, decide_pods
 
+#: a write the API server refused (conflict, throttling, a restart) is retried after this by kopf
+API_RETRY_S = 5.0
+
 
 # Typed as Any: we hand the client plain dicts (the builders in workload.py are pure), which it
 # sends as they are; its annotations ask for its model classes.
@@ -164,4 +167,5 @@ def scale(spec: PoolSpec, namespace: str, now: PodsNow, waiting: int, timers: Ti
 
 
 def _temporary(what: str, namespace: str, name: str, e: ApiException) -> kopf.TemporaryError:
-    return kopf.TemporaryError(f"cannot write {what} {namespace}/{name}: {e.status} {e.reason}", delay=5)
+    return kopf.TemporaryError(f"cannot write {what} {namespace}/{name}: {e.status} {e.reason}",
+                               delay=API_RETRY_S)

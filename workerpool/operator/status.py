@@ -3,7 +3,21 @@
 from __future__ import annotations
 
 import datetime
+from dataclasses import dataclass
 from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """Why a pool is not Ready: a condition's reason (CamelCase) and message."""
+
+    reason: str
+    message: str
+    degraded: bool = True  # False: not serving yet, but nothing is wrong (a master starting)
+
+    @classmethod
+    def starting(cls, message: str) -> Problem:
+        return cls("Starting", message, degraded=False)
 
 
 def now_iso() -> str:
@@ -41,22 +55,26 @@ def condition(kind: str, ok: bool, reason: str, message: str, generation: int,
             "observedGeneration": generation, "lastTransitionTime": since}
 
 
-STARTING = "Starting"  # a problem reason that is not (yet) a degradation
-
-
-def conditions(problem: tuple[str, str] | None, generation: int,
+def conditions(problem: Problem | None, generation: int,
                previous: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
-    """Ready and Degraded: `problem` is (reason, message) or None when all is well."""
-    if problem is not None and problem[0] == STARTING:
-        return [condition("Ready", False, STARTING, problem[1], generation, previous),
-                condition("Degraded", False, STARTING, "", generation, previous)]
+    """Ready and Degraded, from the pool's problem (None when all is well)."""
     if problem is None:
         return [condition("Ready", True, "Running", "the master and its workers are running",
                           generation, previous),
                 condition("Degraded", False, "AsExpected", "", generation, previous)]
-    reason, message = problem
-    return [condition("Ready", False, reason, message, generation, previous),
-            condition("Degraded", True, reason, message, generation, previous)]
+    if not problem.degraded:
+        return [condition("Ready", False, problem.reason, problem.message, generation, previous),
+                condition("Degraded", False, problem.reason, "", generation, previous)]
+    return [condition("Ready", False, problem.reason, problem.message, generation, previous),
+            condition("Degraded", True, problem.reason, problem.message, generation, previous)]
+
+
+def build(counters: dict[str, int], problem: Problem | None, generation: int,
+          current: Any) -> dict[str, Any]:
+    """The part of .status to patch: only what changed, so an idle pool costs no API write."""
+    wanted = {**counters, "observedGeneration": generation,
+              "conditions": conditions(problem, generation, current.get("conditions"))}
+    return changed(current, wanted)
 
 
 def crash_event(stats: dict[str, Any] | None, master_pid: int | None, host: str,

@@ -24,7 +24,7 @@ import redis
 
 from .. import logs, protocol, tracing
 from ..errors import TaskTimeout, exception_text
-from ..process import ExitCode, parent_is
+from ..process import ExitCode, Role, parent_is
 from ..protocol import Keys, Task
 from ..queue import connect
 from ..redis_errors import Trouble
@@ -56,7 +56,7 @@ class WorkerConfig:
     """Everything a forked worker needs, built by the master before the fork."""
 
     spec: PoolSpec
-    role: str  # "permanent" | "temporary"
+    role: Role
     worker_id: str
     master_pid: int
     slot: SlotWriter
@@ -177,7 +177,7 @@ class Worker:
         if not parent_is(self.cfg.master_pid):
             return ExitCode.ORPHANED
         timeout = IDLE_WAKE_S
-        if self.cfg.role == "temporary":
+        if self.cfg.role is Role.TEMPORARY:
             left = self.spec.idle_timeout_s - (time.monotonic() - idle_since)
             if left < MIN_BLOCK_S:
                 return ExitCode.IDLE
