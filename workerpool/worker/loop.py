@@ -1,7 +1,9 @@
 """The worker process: claim → handle → record the outcome, until told to stop or idle.
 
 One Redis round trip per batch while busy: ACK_CLAIM records the finished tasks and claims the
-next ones. When the queue is empty the worker blocks in BLMOVE (no polling).
+next ones. A batch is about protocol.BATCH_WORK_S of work, judged by the worker's recent task
+durations: dozens of short tasks, one 50 ms task. When the queue is empty the worker blocks in
+BLMOVE (no polling).
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ IDLE_WAKE_S = 1.0  # a blocked worker wakes this often to check on its master
 MIN_BLOCK_S = 0.01
 REDIS_BACKOFF_MAX_S = 5.0
 MEMORY_CHECK_INTERVAL_S = 0.5
+# The task-cost estimate is the largest recent duration, shrinking by this factor per task: one
+# slow task makes the worker take tasks one at a time for a while (a queue mixing 1 ms and 1 s
+# tasks is not hoarded), and a stray slow no-op task (a GC pause) costs only a dozen small batches.
+TASK_COST_DECAY = 0.8
 
 
 class _Stop(BaseException):
@@ -69,6 +75,7 @@ class Worker:
         self.blocked = False
         self.in_handler = False
         self.served = 0
+        self.task_cost_s = 0.0  # see TASK_COST_DECAY
         self.backlog = -1
         self.oldest_pending = 0.0
         self.next_memory_check = 0.0
@@ -150,6 +157,7 @@ class Worker:
             if left < MIN_BLOCK_S:
                 return ExitCode.IDLE
             timeout = min(timeout, left)
+        logs.flush()  # nothing to do for now: let the log show everything up to here
         item = self._redis(self._blmove, timeout)
         if item is not None:
             self.in_hand.append(item)
@@ -193,11 +201,18 @@ class Worker:
         if not self.pending:
             self.oldest_pending = time.monotonic()
         self.cfg.slot.begin(len(self.pending), len(self.in_hand))
+        started = time.monotonic()
         try:
             self.pending.append(self._serve(item))
         finally:
             self.cfg.slot.end(len(self.in_hand))
+        self.task_cost_s = max(time.monotonic() - started, self.task_cost_s * TASK_COST_DECAY)
         self.served += 1
+
+    def batch_size(self) -> int:
+        """How many unstarted tasks this worker may hold: about BATCH_WORK_S of work, 1..prefetch."""
+        fits = int(protocol.BATCH_WORK_S / self.task_cost_s) if self.task_cost_s > 0 else 1
+        return max(1, min(self.spec.prefetch, fits))
 
     def _serve(self, item: bytes) -> Outcome:
         try:
@@ -209,16 +224,21 @@ class Worker:
         if attempt > self.spec.max_retries + 1:  # its earlier attempts killed their workers
             error = f"WorkerLost: the worker died during each of {task.attempts} attempt(s)"
             return self._dead_letter(task, task.attempts, error, "")
-        logs.event("task started", id=task.task_id or "-", attempt=attempt)
+        logs.event("task started", level=logging.DEBUG, id=task.task_id or "-", attempt=attempt)
         started = time.monotonic()
         try:
             value = self._call_handler(task.payload)
             done = outcome.ok(task, value, self.spec)
         except BaseException as e:
             return self._failed(task, attempt, e)
-        logs.event("task finished", id=task.task_id or "-",
-                   ms=round((time.monotonic() - started) * 1000, 1),
-                   backlog=self.backlog if self.backlog >= 0 else "?")
+        # the one INFO line per task: which task, how long, what remains (who: the line prefix)
+        ms = round((time.monotonic() - started) * 1000, 1)
+        backlog = self.backlog if self.backlog >= 0 else "?"
+        if attempt > 1:
+            logs.event("task finished", id=task.task_id or "-", ms=ms, backlog=backlog,
+                       attempt=attempt)
+        else:
+            logs.event("task finished", id=task.task_id or "-", ms=ms, backlog=backlog)
         return done
 
     def _call_handler(self, payload: Any) -> Any:
@@ -252,19 +272,30 @@ class Worker:
     # --- Redis --------------------------------------------------------------------------
 
     def _flush(self, claim: bool, release: bool = False) -> None:
-        """Record pending outcomes and claim more: one round trip (ACK_CLAIM)."""
+        """Record pending outcomes, then top up or trim what the worker holds: one round trip.
+
+        The worker holds at most batch_size() unstarted tasks: it claims up to that many, and
+        gives the surplus back to the queue head when a slow task shrank the batch (tasks
+        claimed as short ones that another worker can start now instead of after it).
+        """
         if not self.pending and not claim and not release:
             return
-        args: list[Any] = [self.spec.prefetch if claim else 0, self.keys.result_prefix,
-                           self.spec.result_ttl_s * 1000, 1 if release else 0]
+        size = self.batch_size()
+        back = list(self.in_hand)[size:] if not release else []
+        n_claim = max(0, size - len(self.in_hand)) if claim else 0
+        args: list[Any] = [n_claim, self.keys.result_prefix, self.spec.result_ttl_s * 1000,
+                           1 if release else 0, len(back), *back]
         for out in self.pending:
             args.extend(out)
         keys = [self.spec.queue, self.processing, self.keys.stats, self.keys.delayed,
                 self.keys.dead]
         reply = self._redis(self.ack_claim, keys, args, stop_on_shutdown=False)
         self.pending = []
+        logs.flush()  # the lines of the tasks just acknowledged
         if reply is None:
             return
+        for _ in back:
+            self.in_hand.pop()
         self.backlog = int(reply[0])
         self.in_hand.extend(reply[1:])
         self.cfg.slot.hold(len(self.in_hand))
@@ -331,6 +362,7 @@ def run_worker(worker: Worker) -> int:
     """
     config = worker.cfg
     worker.install_signals()
+    logs.buffer_until_flush()
     try:
         worker.register()
         logs.event("worker ready", queue=config.spec.queue,
@@ -339,5 +371,6 @@ def run_worker(worker: Worker) -> int:
     finally:
         worker.redis.close()
     logs.event("worker exiting", reason=ExitCode.describe(int(code)), served=worker.served)
+    logs.flush()
     return int(code)
 
