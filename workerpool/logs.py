@@ -72,8 +72,8 @@ class _Sink:
     def flush(self) -> None:
         if not self.held:
             return
-        text = "".join(self.held)
-        self.held.clear()
+        held, self.held = self.held, []  # a swap: a line added meanwhile is not lost
+        text = "".join(held)
         try:
             self.stream.write(text)
             self.stream.flush()

@@ -28,6 +28,7 @@ from ..queue import connect
 from ..slots import SlotWriter
 from ..spec import PoolSpec
 from . import outcome
+from .giveback import GiveBack
 from .outcome import Outcome
 
 IDLE_WAKE_S = 1.0  # a blocked worker wakes this often to check on its master
@@ -70,6 +71,7 @@ class Worker:
         self.redis = _preconnected(redis_url)
         self.ack_claim = self.redis.register_script(protocol.ACK_CLAIM)
         self.in_hand: deque[bytes] = deque()
+        self.give_back = GiveBack(redis_url, self.keys, self.processing, self.in_hand)
         self.pending: list[Outcome] = []
         self.stopping = False
         self.blocked = False
@@ -201,13 +203,14 @@ class Worker:
         if not self.pending:
             self.oldest_pending = time.monotonic()
         self.cfg.slot.begin(len(self.pending), len(self.in_hand))
-        started = time.monotonic()
         try:
             self.pending.append(self._serve(item))
         finally:
             self.cfg.slot.end(len(self.in_hand))
-        self.task_cost_s = max(time.monotonic() - started, self.task_cost_s * TASK_COST_DECAY)
         self.served += 1
+
+    def _note_cost(self, seconds: float) -> None:
+        self.task_cost_s = max(seconds, self.task_cost_s * TASK_COST_DECAY)
 
     def batch_size(self) -> int:
         """How many unstarted tasks this worker may hold: about BATCH_WORK_S of work, 1..prefetch."""
@@ -230,9 +233,12 @@ class Worker:
             value = self._call_handler(task.payload)
             done = outcome.ok(task, value, self.spec)
         except BaseException as e:
+            self._note_cost(time.monotonic() - started)
             return self._failed(task, attempt, e)
+        elapsed = time.monotonic() - started
+        self._note_cost(elapsed)
         # the one INFO line per task: which task, how long, what remains (who: the line prefix)
-        ms = round((time.monotonic() - started) * 1000, 1)
+        ms = round(elapsed * 1000, 1)
         backlog = self.backlog if self.backlog >= 0 else "?"
         if attempt > 1:
             logs.event("task finished", id=task.task_id or "-", ms=ms, backlog=backlog,
@@ -245,11 +251,17 @@ class Worker:
         timeout = self.spec.task_timeout_s
         if timeout:
             signal.setitimer(signal.ITIMER_REAL, timeout)
+        give_back = self.give_back
+        give_back.task_started = time.monotonic()
         self.in_handler = True
+        if give_back.active:
+            give_back.lock.release()  # our unstarted tasks are the helper's while this runs
         try:
             return self.cfg.handler(payload)
         finally:
-            self.in_handler = False
+            self.in_handler = False  # before the acquire, which a timeout must not interrupt
+            if give_back.active:
+                give_back.lock.acquire()
             if timeout:
                 signal.setitimer(signal.ITIMER_REAL, 0)
 
@@ -299,6 +311,8 @@ class Worker:
         self.backlog = int(reply[0])
         self.in_hand.extend(reply[1:])
         self.cfg.slot.hold(len(self.in_hand))
+        if self.in_hand:
+            self.give_back.holding.set()
 
     def _redis(self, fn: Callable[..., Any], *args: Any, stop_on_shutdown: bool = True) -> Any:
         """Call Redis, riding out an outage with capped exponential backoff."""
@@ -363,6 +377,7 @@ def run_worker(worker: Worker) -> int:
     config = worker.cfg
     worker.install_signals()
     logs.buffer_until_flush()
+    worker.give_back.start()
     try:
         worker.register()
         logs.event("worker ready", queue=config.spec.queue,
@@ -370,7 +385,8 @@ def run_worker(worker: Worker) -> int:
         code = worker.run()
     finally:
         worker.redis.close()
-    logs.event("worker exiting", reason=ExitCode.describe(int(code)), served=worker.served)
+    logs.event("worker exiting", reason=ExitCode.describe(int(code)), served=worker.served,
+               gave_back=worker.give_back.given_back)
     logs.flush()
     return int(code)
 
