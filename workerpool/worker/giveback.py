@@ -10,7 +10,8 @@ its own connection) and drops them from the worker's hand.
 The worker's main thread holds `lock` except while it is inside a handler, so the helper only
 ever sees the worker's hand between "handler started" and "handler returned": it can never
 take a task the main thread is about to start. The helper is a daemon thread started in the
-forked worker; it does nothing but sleep while the worker holds no unstarted task.
+forked worker the first time the worker holds a task behind the next one; it does nothing but
+sleep while the worker holds none.
 """
 
 from __future__ import annotations
@@ -47,11 +48,17 @@ class GiveBack:
         self._redis: redis.Redis | None = None
         self._script: Any = None
 
-    def start(self) -> None:
-        """Start the thread (in the forked worker) and take the lock for the main thread."""
-        self.lock.acquire()
-        self.active = True
-        threading.Thread(target=self._run, name="give-back", daemon=True).start()
+    def watch(self) -> None:
+        """The worker holds tasks behind the one it starts next: keep an eye on the clock.
+
+        Called by the main thread outside handlers. The thread starts on first use (in the
+        forked worker), so a worker that never holds a second task never pays for it (~0.3 MiB).
+        """
+        if not self.active:
+            self.lock.acquire()  # the main thread's, except while it runs a handler
+            self.active = True
+            threading.Thread(target=self._run, name="give-back", daemon=True).start()
+        self.holding.set()
 
     def _run(self) -> None:
         while True:

@@ -253,14 +253,16 @@ class Worker:
             signal.setitimer(signal.ITIMER_REAL, timeout)
         give_back = self.give_back
         give_back.task_started = time.monotonic()
-        self.in_handler = True
-        if give_back.active:
+        # the lock moves only while in_handler is False, so a timeout cannot interrupt it
+        watched = give_back.active
+        if watched:
             give_back.lock.release()  # our unstarted tasks are the helper's while this runs
         try:
+            self.in_handler = True
             return self.cfg.handler(payload)
         finally:
-            self.in_handler = False  # before the acquire, which a timeout must not interrupt
-            if give_back.active:
+            self.in_handler = False
+            if watched:
                 give_back.lock.acquire()
             if timeout:
                 signal.setitimer(signal.ITIMER_REAL, 0)
@@ -311,8 +313,8 @@ class Worker:
         self.backlog = int(reply[0])
         self.in_hand.extend(reply[1:])
         self.cfg.slot.hold(len(self.in_hand))
-        if self.in_hand:
-            self.give_back.holding.set()
+        if len(self.in_hand) > 1:  # the next task starts now; the others wait behind it
+            self.give_back.watch()
 
     def _redis(self, fn: Callable[..., Any], *args: Any, stop_on_shutdown: bool = True) -> Any:
         """Call Redis, riding out an outage with capped exponential backoff."""
@@ -377,7 +379,6 @@ def run_worker(worker: Worker) -> int:
     config = worker.cfg
     worker.install_signals()
     logs.buffer_until_flush()
-    worker.give_back.start()
     try:
         worker.register()
         logs.event("worker ready", queue=config.spec.queue,
