@@ -187,6 +187,8 @@ def main(argv: list[str]) -> None:
         for i, rep in enumerate(reps):
             print(f"{label:40} run {i + 1}: " + "  ".join(f"{k}={_show(v)}" for k, v in rep.items()
                                                         if k != "load_1m"))
+    print()
+    print(table(args.scenario, runs))
     if args.json:
         args.json.write_text(json.dumps({"scenario": args.scenario, "redis": rd.version,
                                          "runs": runs}, indent=2))
@@ -203,11 +205,62 @@ def one_run(rd: Redis, args: argparse.Namespace, src: Path | None) -> list[tuple
     return out
 
 
+COLUMNS = {
+    "bursts": [("drain s per burst", "drain_s", "{:.2f}"),
+               ("latency p50 ms", "latency_p50_ms", "{:,.0f}"),
+               ("latency p99 ms", "latency_p99_ms", "{:,.0f}"),
+               ("worker process-s (120 s)", "process_s", "{:,.0f}"),
+               ("2 -> max s", "to_max_s", "{:.2f}"),
+               ("back to min s", "back_to_min_s", "{:.2f}"),
+               ("workers finished apart s", "finish_spread_s", "{:.2f}")],
+    "mixed": [("short pickup p50 ms", "short_pickup_p50_ms", "{:.1f}"),
+              ("short pickup p99 ms", "short_pickup_p99_ms", "{:.1f}"),
+              ("short pickup max ms", "short_pickup_max_ms", "{:.0f}")],
+    "noop": [("drain tasks/s", "tasks_per_s", "{:,.0f}"),
+             ("round trips / task", "round_trips_per_task", "{:.3f}"),
+             ("worker USS ready MiB", "worker_uss_idle_mib", "{:.2f}"),
+             ("worker USS after MiB", "worker_uss_after_mib", "{:.2f}")],
+}
+REFERENCE = {"bursts": "fixed 16", "mixed": "fixed 8", "noop": "noop 2 workers WARNING"}
+
+
+def table(scenario: str, runs: dict[str, list[dict[str, Any]]]) -> str:
+    """Medians over runs (per burst for lists) as a Markdown table, with each figure's ratio to
+    the in-run reference (this tree's fixed pool; WARNING for noop) in brackets."""
+    cols = COLUMNS[scenario]
+    lines = ["| pool | " + " | ".join(c[0] for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for label, reps in runs.items():
+        ref = runs.get(REFERENCE[scenario])
+        cells = []
+        for _, key, fmt in cols:
+            value = _median(reps, key)
+            ref_value = _median(ref, key) if ref and ref is not reps else None
+            cells.append(_cell(value, ref_value, fmt))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _median(reps: list[dict[str, Any]], key: str) -> Any:
+    values = [r[key] for r in reps]
+    if values and isinstance(values[0], list):
+        return [statistics.median(v) for v in zip(*values, strict=True)] or None
+    return statistics.median(values)
+
+
+def _cell(value: Any, ref: Any, fmt: str) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list):
+        text = " / ".join(fmt.format(v) for v in value)
+        if isinstance(ref, list) and ref:
+            text += " (" + " / ".join(f"{v / r:.2f}x" for v, r in zip(value, ref, strict=True)) + ")"
+        return text
+    text = fmt.format(value)
+    return text + (f" ({value / ref:.2f}x)" if ref else "")
+
+
 def _show(value: Any) -> str:
     if isinstance(value, list):
         return "/".join(f"{v:.2f}" for v in value)
     return f"{value:.2f}" if isinstance(value, float) else str(value)
 
-
-def median_of(reps: list[dict[str, Any]], key: str) -> float:
-    return statistics.median(r[key] for r in reps)

@@ -73,6 +73,7 @@ class GiveBack:
                     self.holding.clear()
                 elif time.monotonic() - self.task_started >= GIVE_BACK_AFTER_S:
                     self._give_back()
+                    logs.flush()  # the lines of the batch's earlier tasks: not after this one
 
     def _give_back(self) -> None:
         items = list(self._in_hand)
