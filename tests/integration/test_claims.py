@@ -37,7 +37,7 @@ def test_a_worker_of_slow_tasks_holds_only_the_one_it_runs(start_pool, redis_url
     pool = start_pool(manifest("slow", handler="handlers:record", minWorkers=2, maxWorkers=2,
                                prefetch=16), "--log-level", "WARNING")
     pool.wait_workers(2, 0)
-    q = Queue("slow", redis_url=redis_url)
+    q = Queue("slow", client=r)
     q.enqueue_many({"n": n, "tag": "slow", "s": 0.05} for n in range(40))
     most = 0
     while int(r.hget(Keys("slow").stats, "processed") or 0) < 40:
@@ -52,7 +52,7 @@ def test_tasks_claimed_behind_a_slow_one_are_given_back_and_served_once(start_po
     pool = start_pool(manifest("mix", handler="handlers:record", minWorkers=2, maxWorkers=2,
                                prefetch=16), "--log-level", "INFO")
     pool.wait_workers(2, 0)
-    q = Queue("mix", redis_url=redis_url)
+    q = Queue("mix", client=r)
     total = 800
     q.enqueue_many({"n": n, "tag": "mix", "s": 0.2 if n % 40 == 39 else 0.001}
                    for n in range(total))
