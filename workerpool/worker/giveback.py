@@ -16,6 +16,7 @@ sleep while the worker holds none.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -26,6 +27,7 @@ import redis
 from .. import logs, protocol
 from ..protocol import Keys
 from ..queue import connect
+from ..slots import SlotWriter
 
 # "a few milliseconds": long enough that a batch of short tasks never trips it, short enough
 # that a task claimed behind a slow one starts elsewhere almost at once
@@ -35,7 +37,8 @@ GIVE_BACK_AFTER_S = 0.01
 class GiveBack:
     """The helper thread of one worker; `started()` is called with `lock` held."""
 
-    def __init__(self, redis_url: str, keys: Keys, processing: str, in_hand: deque[bytes]) -> None:
+    def __init__(self, redis_url: str, keys: Keys, processing: str, in_hand: deque[bytes],
+                 slot: SlotWriter) -> None:
         self.lock = threading.Lock()
         self.holding = threading.Event()  # set when the worker may hold unstarted tasks
         self.task_started = 0.0  # time.monotonic() when the current handler started
@@ -45,6 +48,7 @@ class GiveBack:
         self._keys = keys
         self._processing = processing
         self._in_hand = in_hand
+        self._slot = slot
         self._redis: redis.Redis | None = None
         self._script: Any = None
 
@@ -84,10 +88,14 @@ class GiveBack:
             keys = [self._keys.queue, self._processing, self._keys.stats, self._keys.delayed,
                     self._keys.dead]
             self._script(keys, [0, self._keys.result_prefix, 0, 0, len(items), *items])
-        except redis.RedisError as e:  # the worker keeps them and serves them itself
-            logs.event("could not give back unstarted tasks", level=30, error=str(e))
+        except redis.RedisError as e:
+            # the worker keeps them and serves them itself; if the call went through and only
+            # the reply was lost (redis-py retried it, which pushes nothing twice), they may
+            # run twice: at-least-once, as after a crash
+            logs.event("could not give back unstarted tasks", level=logging.WARNING, error=str(e))
             self.holding.clear()
             return
         self._in_hand.clear()
+        self._slot.hold(0)  # what the master counts as waiting is in the queue now
         self.given_back += len(items)
         self.holding.clear()

@@ -71,7 +71,8 @@ class Worker:
         self.redis = _preconnected(redis_url)
         self.ack_claim = self.redis.register_script(protocol.ACK_CLAIM)
         self.in_hand: deque[bytes] = deque()
-        self.give_back = GiveBack(redis_url, self.keys, self.processing, self.in_hand)
+        self.give_back = GiveBack(redis_url, self.keys, self.processing, self.in_hand,
+                                  config.slot)
         self.pending: list[Outcome] = []
         self.stopping = False
         self.blocked = False
