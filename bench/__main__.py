@@ -1,3 +1,10 @@
-from .run import main
+import sys
 
-main()
+if len(sys.argv) > 1 and sys.argv[1] in ("bursts", "mixed", "noop"):
+    from .scenarios import main as scenario
+
+    scenario(sys.argv[1:])
+else:
+    from .run import main
+
+    main()

@@ -77,18 +77,39 @@ class Redis:
 class Pool:
     """`workerpool run` for one pool, as a user runs it."""
 
-    def __init__(self, url: str, name: str, log_level: str = "WARNING", **spec: Any) -> None:
+    def __init__(self, url: str, name: str, log_level: str = "WARNING", src: Path | None = None,
+                 **spec: Any) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="wp-bench-"))
         doc = {"apiVersion": "workerpool.dev/v1alpha1", "kind": "WorkerPool",
                "metadata": {"name": name}, "spec": {"handler": "bench.handlers:noop", **spec}}
         (self.dir / "pool.yaml").write_text(json.dumps(doc))
         self.log = self.dir / "pool.log"
-        env = {**os.environ, "PYTHONPATH": str(ROOT), "REDIS_URL": url}
+        # src: another source tree's workerpool package (e.g. the previous commit's, extracted
+        # with `git archive`), so that a figure is compared with it in the same run
+        path = f"{src}:{ROOT}" if src else str(ROOT)
+        env = {**os.environ, "PYTHONPATH": path, "REDIS_URL": url}
         with open(self.log, "w") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "workerpool", "run",
                                           str(self.dir / "pool.yaml"), "--log-level", log_level],
-                                         stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
+                                         stdout=log, stderr=subprocess.STDOUT, env=env,
+                                         cwd=src or ROOT)  # `-m` puts the cwd first on sys.path
         self.ps = psutil.Process(self.proc.pid)
+
+    def worker_count(self) -> int:
+        """Live (not yet reaped or zombie) children of the master, read cheaply from /proc."""
+        try:
+            with open(f"/proc/{self.proc.pid}/task/{self.proc.pid}/children") as f:
+                pids = f.read().split()
+        except OSError:
+            return 0
+        alive = 0
+        for pid in pids:
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    alive += f.read().rsplit(")", 1)[1].split()[0] != "Z"
+            except OSError:
+                pass
+        return alive
 
     def workers(self) -> list[psutil.Process]:
         out = []
@@ -146,11 +167,11 @@ def floor_drain(rd: Redis, n: int) -> float:
 
 # --- workerpool -----------------------------------------------------------------------------
 
-def pool_drain(rd: Redis, n: int, log_level: str) -> dict[str, float]:
+def pool_drain(rd: Redis, n: int, log_level: str, src: Path | None = None) -> dict[str, float]:
     r = rd.client
     r.flushall()
     fill(r, "staging", n)
-    pool = Pool(rd.url, "drain", log_level, minWorkers=2, maxWorkers=2)
+    pool = Pool(rd.url, "drain", log_level, src, minWorkers=2, maxWorkers=2)
     q = Queue("drain", client=r)
     try:
         wait_until(lambda: len(pool.workers()) == 2 and q.stats()["masters"], 30)

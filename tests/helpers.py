@@ -130,7 +130,10 @@ class RedisServer:
              "--appendonly", "no", "--dir", str(self.data_dir)],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = redis.Redis.from_url(self.url, socket_connect_timeout=0.2)
-        wait_until(lambda: _pings(client), 10, what="redis-server to answer")
+        try:
+            wait_until(lambda: _pings(client), 10, what="redis-server to answer")
+        finally:
+            client.close()  # left open, its socket surfaced as a ResourceWarning whenever gc ran
         return self
 
     def stop(self) -> None:

@@ -26,6 +26,11 @@ HEARTBEAT_INTERVAL_S = 1.0
 HEARTBEAT_TTL_S = 5.0
 # A worker acknowledges finished tasks at least this often, even in the middle of a batch.
 ACK_FLUSH_INTERVAL_S = 0.05
+# A busy worker holds about this much unstarted work (its recent task durations times the tasks
+# it holds), never more than `prefetch` tasks: short tasks come in batches (few round trips),
+# while 50 ms tasks come one at a time, so a burst is not hoarded by the workers that exist
+# first and the temporaries forked a moment later find it still in the queue.
+BATCH_WORK_S = 0.005
 # Tasks moved from the delayed set (retries) to the queue per master tick, at most.
 PROMOTE_BATCH = 500
 # An envelope's attempt count is below this (9 digits: Lua's tonumber stays exact).
@@ -336,9 +341,10 @@ class DeadLetter:
 
 # --- Lua scripts -------------------------------------------------------------------------
 
-# Record the outcomes of finished tasks, then claim the next batch: one round trip per batch.
+# Record the outcomes of finished tasks, give back or claim unstarted ones: one round trip.
 # KEYS: queue, processing, stats, delayed, dead
-# ARGV: n_claim, result_prefix, result_ttl_ms, release, then 5 per outcome: op, item, id, x, y
+# ARGV: n_claim, result_prefix, result_ttl_ms, release, n_back, then n_back items to give back
+#   (unstarted, in the order they were claimed), then 5 per outcome: op, item, id, x, y
 #   ok:    x = result JSON ('' = do not store)
 #   retry: x = due ms, y = the new element
 #   dead:  x = dead-letter JSON, y = result JSON for the producer ('' = do not store)
@@ -347,6 +353,7 @@ class DeadLetter:
 ACK_CLAIM = """
 local q, proc, stats, delayed, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
 local n_claim, prefix, ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local n_back = tonumber(ARGV[5])
 local ok, retried, died = 0, 0, 0
 local function store(id, data)
   if id ~= '' and data ~= '' and ttl > 0 then
@@ -356,7 +363,7 @@ local function store(id, data)
     redis.call('PEXPIRE', key, ttl)
   end
 end
-for i = 5, #ARGV, 5 do
+for i = 6 + n_back, #ARGV, 5 do
   local op, item, id, x, y = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]
   redis.call('LREM', proc, 1, item)
   if op == 'ok' then
@@ -378,6 +385,11 @@ if died > 0 then redis.call('HINCRBY', stats, 'dead', died) end
 if ARGV[4] == '1' then
   while redis.call('LMOVE', proc, q, 'RIGHT', 'LEFT') do end
   return {redis.call('LLEN', q)}
+end
+-- given back last to first, so they keep their order at the queue head; an item no longer in
+-- the processing list (a retried call whose first run went through) is not pushed twice
+for i = 5 + n_back, 6, -1 do
+  if redis.call('LREM', proc, -1, ARGV[i]) > 0 then redis.call('LPUSH', q, ARGV[i]) end
 end
 local out = {0}
 if n_claim > 0 then

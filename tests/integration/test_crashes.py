@@ -96,3 +96,30 @@ def test_workers_are_the_oom_killers_first_choice_and_the_master_is_not(start_po
 def _oom_score_adj(pid: int) -> int:
     with open(f"/proc/{pid}/oom_score_adj") as f:
         return int(f.read())
+
+
+def test_kill9_storm_while_batches_shrink_and_are_given_back_loses_nothing(start_pool, redis_url, r):
+    """The claim path of short and slow tasks mixed (duration-sized batches, give-backs while
+    a slow task runs, temporaries) under repeated kill -9: every task served, none dead."""
+    pool = start_pool(manifest("gstorm", handler="handlers:record", minWorkers=2, maxWorkers=4,
+                               idleTimeoutSeconds=1, prefetch=16), "--log-level", "WARNING")
+    pool.wait_workers(2, 0)
+    q = Queue("gstorm", client=r)
+    total = 2000
+    q.enqueue_many({"n": n, "tag": "gstorm", "s": 0.03 if n % 10 == 9 else 0.001}
+                   for n in range(total))
+    kills = 0
+    for _ in range(6):
+        # a permanent victim: a temporary may exit on its own before the kill
+        victim = wait_until(lambda: pool.workers("permanent"), 10, what="a permanent worker")[0]
+        before = r.llen("served:gstorm")
+        wait_until(lambda before=before: r.llen("served:gstorm") > before + 100 or q.backlog() == 0,
+                   15, what="progress before the next kill")
+        victim.kill()
+        kills += 1
+        wait_until(lambda victim=victim: not _alive(victim), 5, what="the victim to be gone")
+    wait_until(lambda: len(set(served(r, "gstorm"))) == total, 60, what="every task served")
+    assert q.stats()["dead_lettered"] == 0
+    duplicates = r.llen("served:gstorm") - total
+    print(f"kills={kills} duplicates={duplicates}")
+    assert duplicates <= kills * 17  # at most what the killed workers held

@@ -1,7 +1,9 @@
 """The worker process: claim → handle → record the outcome, until told to stop or idle.
 
 One Redis round trip per batch while busy: ACK_CLAIM records the finished tasks and claims the
-next ones. When the queue is empty the worker blocks in BLMOVE (no polling).
+next ones. A batch is about protocol.BATCH_WORK_S of work, judged by the worker's recent task
+durations: dozens of short tasks, one 50 ms task. When the queue is empty the worker blocks in
+BLMOVE (no polling).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from ..redis_errors import Trouble
 from ..slots import SlotWriter
 from ..spec import PoolSpec
 from . import outcome
+from .giveback import GiveBack
 from .outcome import Outcome
 
 IDLE_WAKE_S = 1.0  # a blocked worker wakes this often to check on its master
@@ -44,6 +47,10 @@ ERROR_HANDLER_TIMEOUT_S = 60.0
 # The slot position a worker shows while its errorHandler runs: busy (so the master's hard
 # timeout applies) but holding no task to charge if it dies there (the outcome is recorded).
 REPORTING_POSITION = -1
+# The task-cost estimate is the largest recent duration, shrinking by this factor per task: one
+# slow task makes the worker take tasks one at a time for a while (a queue mixing 1 ms and 1 s
+# tasks is not hoarded), and a stray slow no-op task (a GC pause) costs only a dozen small batches.
+TASK_COST_DECAY = 0.8
 
 
 def error_handler_limit_s(spec: PoolSpec) -> float:
@@ -75,6 +82,8 @@ class Worker:
         self.redis = _preconnected(redis_url)
         self.ack_claim = self.redis.register_script(protocol.ACK_CLAIM)
         self.in_hand: deque[bytes] = deque()
+        self.give_back = GiveBack(redis_url, self.keys, self.processing, self.in_hand,
+                                  config.slot)
         self.pending: list[Outcome] = []
         self.stopping = False
         self.in_handler = False
@@ -84,6 +93,7 @@ class Worker:
         self.trouble = Trouble("worker")
         self.report_dead: tuple[Any, str, int, str | None] | None = None
         self.served = 0
+        self.task_cost_s = 0.0  # see TASK_COST_DECAY
         self.backlog = -1
         self.oldest_pending = 0.0
         self.next_memory_check = 0.0
@@ -182,6 +192,7 @@ class Worker:
             if left < MIN_BLOCK_S:
                 return ExitCode.IDLE
             timeout = min(timeout, left)
+        logs.flush()  # nothing to do for now: let the log show everything up to here
         item = self._redis(self._blmove, timeout, command="BLMOVE", key=self.spec.queue)
         if item is not None:
             self.in_hand.append(item)
@@ -221,6 +232,14 @@ class Worker:
         if self.report_dead is not None:
             self._report_dead(*self.report_dead)
 
+    def _note_cost(self, seconds: float) -> None:
+        self.task_cost_s = max(seconds, self.task_cost_s * TASK_COST_DECAY)
+
+    def batch_size(self) -> int:
+        """How many unstarted tasks this worker may hold: about BATCH_WORK_S of work, 1..prefetch."""
+        fits = int(protocol.BATCH_WORK_S / self.task_cost_s) if self.task_cost_s > 0 else 1
+        return max(1, min(self.spec.prefetch, fits))
+
     def _serve(self, item: bytes) -> Outcome:
         try:
             task = protocol.decode_item(item)
@@ -235,16 +254,24 @@ class Worker:
             return self._dead_letter(task, task.attempts, error, "")
         if attempt == 1 and task.enqueued_at_ms:  # queue wait of first attempts, not retry backoff
             self.cfg.slot.waited(time.time() - task.enqueued_at_ms * 0.001)
-        logs.event("task started", id=task.task_id or "-", attempt=attempt)
+        logs.event("task started", level=logging.DEBUG, id=task.task_id or "-", attempt=attempt)
         started = time.monotonic()
         try:
             value = self._call_handler(task)
             done = outcome.ok(task, value, self.spec)
         except BaseException as e:
+            self._note_cost(time.monotonic() - started)
             return self._failed(task, attempt, e)
-        logs.event("task finished", id=task.task_id or "-",
-                   ms=round((time.monotonic() - started) * 1000, 1),
-                   backlog=self.backlog if self.backlog >= 0 else "?")
+        elapsed = time.monotonic() - started
+        self._note_cost(elapsed)
+        # the one INFO line per task: which task, how long, what remains (who: the line prefix)
+        ms = round(elapsed * 1000, 1)
+        backlog = self.backlog if self.backlog >= 0 else "?"
+        if attempt > 1:
+            logs.event("task finished", id=task.task_id or "-", ms=ms, backlog=backlog,
+                       attempt=attempt)
+        else:
+            logs.event("task finished", id=task.task_id or "-", ms=ms, backlog=backlog)
         return done
 
     def _call_handler(self, task: Task) -> Any:
@@ -258,15 +285,23 @@ class Worker:
         """Call user code under a time limit (SIGALRM raises TaskTimeout inside it)."""
         if timeout:
             signal.setitimer(signal.ITIMER_REAL, timeout)
-        self.in_handler = True
+        give_back = self.give_back
+        give_back.task_started = time.monotonic()
+        # the lock moves only while in_handler is False, so a timeout cannot interrupt it
+        watched = give_back.active
+        if watched:
+            give_back.lock.release()  # our unstarted tasks are the helper's while this runs
         try:
+            self.in_handler = True
             return fn(*args)
         finally:
             self.in_handler = False
-            if timeout:
-                signal.setitimer(signal.ITIMER_REAL, 0)
             if os.getpid() != self.pid:  # user code forked and its child returned here:
                 os._exit(ExitCode.OK)  # only the worker itself may serve and acknowledge
+            if watched:  # (not in a forked child: the helper thread may have held the lock)
+                give_back.lock.acquire()
+            if timeout:
+                signal.setitimer(signal.ITIMER_REAL, 0)
             self._reclaim_signals()
 
     def _reclaim_signals(self) -> None:
@@ -316,11 +351,19 @@ class Worker:
     # --- Redis --------------------------------------------------------------------------
 
     def _flush(self, claim: bool, release: bool = False) -> None:
-        """Record pending outcomes and claim more: one round trip (ACK_CLAIM)."""
+        """Record pending outcomes, then top up or trim what the worker holds: one round trip.
+
+        The worker holds at most batch_size() unstarted tasks: it claims up to that many, and
+        gives the surplus back to the queue head when a slow task shrank the batch (tasks
+        claimed as short ones that another worker can start now instead of after it).
+        """
         if not self.pending and not claim and not release:
             return
-        args: list[Any] = [self.spec.prefetch if claim else 0, self.keys.result_prefix,
-                           self.spec.result_ttl_s * 1000, 1 if release else 0]
+        size = self.batch_size()
+        back = list(self.in_hand)[size:] if not release else []
+        n_claim = max(0, size - len(self.in_hand)) if claim else 0
+        args: list[Any] = [n_claim, self.keys.result_prefix, self.spec.result_ttl_s * 1000,
+                           1 if release else 0, len(back), *back]
         for out in self.pending:
             args.extend(out)
         keys = [self.spec.queue, self.processing, self.keys.stats, self.keys.delayed,
@@ -328,11 +371,16 @@ class Worker:
         reply = self._redis(self.ack_claim, keys, args, command="ACK_CLAIM", key=self.processing,
                             stop_on_shutdown=False)
         self.pending = []
+        logs.flush()  # the lines of the tasks just acknowledged
         if reply is None:
             return
+        for _ in back:
+            self.in_hand.pop()
         self.backlog = int(reply[0])
         self.in_hand.extend(reply[1:])
         self.cfg.slot.hold(len(self.in_hand))
+        if len(self.in_hand) > 1:  # the next task starts now; the others wait behind it
+            self.give_back.watch()
 
     def _redis(self, fn: Callable[..., Any], *args: Any, command: str, key: str,
                stop_on_shutdown: bool = True) -> Any:
@@ -417,6 +465,7 @@ def run_worker(worker: Worker) -> int:
     """
     config = worker.cfg
     worker.install_signals()
+    logs.buffer_until_flush()
     try:
         worker.register()
         logs.event("worker ready", queue=config.spec.queue,
@@ -427,6 +476,8 @@ def run_worker(worker: Worker) -> int:
         raise
     finally:
         worker.redis.close()
-    logs.event("worker exiting", reason=ExitCode.describe(int(code)), served=worker.served)
+    logs.event("worker exiting", reason=ExitCode.describe(int(code)), served=worker.served,
+               gave_back=worker.give_back.given_back)
+    logs.flush()
     return int(code)
 
