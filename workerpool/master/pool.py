@@ -239,6 +239,10 @@ class Pool:
         return Observed(len(self.live(Role.PERMANENT)), len(self.live(Role.TEMPORARY)),
                         sum(v.busy for v in views), waiting)
 
+    def active(self) -> bool:
+        """Tasks wait or run: the master then polls faster (see ACTIVE_POLL_INTERVAL_S)."""
+        return self.upkeep.backlog > 0 or any(self.slots.read(c.slot).busy for c in self.children.values())
+
     def _bounds(self) -> Bounds:
         return Bounds(self.spec.min_workers, self.spec.max_workers, self.spec.scale_up_backlog)
 
