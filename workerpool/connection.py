@@ -1,0 +1,122 @@
+"""Where a pool's Redis is — one server, a Sentinel service or a Redis Cluster — as one URL.
+
+One string says it all, so the same value works in `spec.redis.url`, a Secret behind
+`spec.redis.urlFrom`, `REDIS_URL` and `--redis-url`, and secrets stay in one place:
+
+    redis://[user:password@]host:6379/0            one server (rediss:// for TLS, unix:// too)
+    redis+sentinel://[user:password@]s1:26379,s2:26379/SERVICE[/0][?sentinel_password=…]
+    redis+cluster://[user:password@]n1:7000,n2:7001                (rediss+… for TLS)
+
+The Sentinel and Cluster forms use redis-py's own `Sentinel` and `RedisCluster` clients: they
+find the primary (or the slot's node) and follow a failover; we write no discovery of our own.
+User and password are those of the Redis servers; `sentinel_password` (and `sentinel_username`)
+those of the sentinels, when they have their own.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from redis.cluster import ClusterNode, RedisCluster
+from redis.sentinel import Sentinel
+
+from .errors import SpecError
+
+SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://",
+           "redis+cluster://", "rediss+cluster://")
+ALLOWED = ("a URL starting with redis://, rediss://, unix://, redis+sentinel://, "
+           "rediss+sentinel://, redis+cluster:// or rediss+cluster://")
+_SENTINEL_PORT = 26379
+_REDIS_PORT = 6379
+
+
+@dataclass(frozen=True, slots=True)
+class RedisTarget:
+    """A parsed Redis URL; `client()` builds the right redis-py client for it."""
+
+    kind: str  # "server" | "sentinel" | "cluster"
+    url: str = field(repr=False)  # may carry a password
+    hosts: tuple[tuple[str, int], ...] = ()
+    service: str = ""  # Sentinel: the monitored primary's name
+    db: int = 0
+    tls: bool = False
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    sentinel_auth: dict[str, str] = field(default_factory=dict, repr=False)
+
+    def client(self, **options: Any) -> redis.Redis:
+        """A client with `options` (timeouts, ...) for this target.
+
+        For a cluster it is a `RedisCluster`, which speaks the same commands for keys of one
+        slot (all of a queue's keys share the queue's slot); it is typed as `redis.Redis` here
+        because the code that uses it only calls those commands.
+        """
+        if self.kind == "server":
+            return redis.Redis.from_url(self.url, **options)
+        auth: dict[str, Any] = {k: v for k, v in (("username", self.username),
+                                                   ("password", self.password)) if v}
+        if self.tls:
+            auth["ssl"] = True
+        if self.kind == "sentinel":
+            sentinel_options = {k: v for k, v in options.items()
+                                if k in ("socket_timeout", "socket_connect_timeout")}
+            sentinel = Sentinel(  # type: ignore[no-untyped-call]
+                list(self.hosts), sentinel_kwargs={**sentinel_options, **self.sentinel_auth},
+                **sentinel_options)
+            client = sentinel.master_for(  # type: ignore[no-untyped-call]
+                self.service, db=self.db, **auth, **options)
+            return client  # type: ignore[no-any-return]
+        options.pop("single_connection_client", None)  # a cluster client holds one per node
+        nodes = [ClusterNode(host, port) for host, port in self.hosts]  # type: ignore[no-untyped-call]
+        return RedisCluster(startup_nodes=nodes, **auth, **options)  # type: ignore[return-value]
+
+
+def parse_redis_url(where: str, url: Any) -> RedisTarget:
+    """Parse and check `url`; SpecError names `where`, the URL (password hidden) and the forms."""
+    if not isinstance(url, str) or not url.startswith(SCHEMES):
+        raise SpecError(where, redact(url) if isinstance(url, str) else url, ALLOWED)
+    scheme, _, rest = url.partition("://")
+    if "+" not in scheme:
+        return RedisTarget("server", url)
+    base, kind = scheme.split("+", 1)
+    parts = urllib.parse.urlsplit(f"{base}://{rest}")
+    credentials, _, hostlist = parts.netloc.rpartition("@")
+    username, _, password = credentials.partition(":") if credentials else ("", "", "")
+    default_port = _SENTINEL_PORT if kind == "sentinel" else _REDIS_PORT
+    hosts = tuple(_host(where, url, h, default_port) for h in hostlist.split(",") if h)
+    if not hosts:
+        raise SpecError(where, redact(url), f"{kind} URL with at least one host:port")
+    path = [p for p in parts.path.split("/") if p]
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    service, db = "", 0
+    if kind == "sentinel":
+        if not path:
+            raise SpecError(where, redact(url),
+                            "redis+sentinel://HOST:PORT,.../SERVICE[/DB]: the service name")
+        service, path = path[0], path[1:]
+    if path:
+        if not path[0].isdigit() or len(path) > 1 or (kind == "cluster" and path[0] != "0"):
+            raise SpecError(where, redact(url), "a database number after the hosts (Redis Cluster: only 0)")
+        db = int(path[0])
+    sentinel_auth = {k.removeprefix("sentinel_"): v for k, v in query.items()
+                     if k in ("sentinel_username", "sentinel_password")}
+    return RedisTarget(kind, url, hosts, service, db, base == "rediss",
+                       urllib.parse.unquote(username) or None, urllib.parse.unquote(password) or None,
+                       sentinel_auth)
+
+
+def _host(where: str, url: str, text: str, default_port: int) -> tuple[str, int]:
+    host, _, port = text.rpartition(":") if ":" in text else (text, "", str(default_port))
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SpecError(where, redact(url), f"hosts as HOST:PORT with a port from 1 to 65535, not {text!r}")
+    return host, int(port)
+
+
+def redact(url: str) -> str:
+    """The URL with every password replaced by '***', safe for logs, errors and status."""
+    url = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    return re.sub(r"([?&][a-z_]*password=)[^&]*", r"\1***", url)
