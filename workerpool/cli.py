@@ -13,7 +13,8 @@ import click
 import redis
 
 from . import logs
-from .errors import WorkerPoolError, exception_text
+from .connection import parse_redis_url
+from .errors import SpecError, WorkerPoolError, exception_text
 from .queue import Queue, connect, queue_name_problem
 from .spec import QUEUE_MAX_LENGTH, redact_url
 
@@ -45,9 +46,15 @@ def _check_queue(ctx: click.Context, param: click.Parameter, value: str) -> str:
 def _check_redis_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None
-    allowed = "a URL redis://[:password@]host[:port][/db], rediss://... or unix:///path"
-    if not _is_utf8(value) or not value.startswith(("redis://", "rediss://", "unix://")):
+    allowed = ("a URL redis://[:password@]host[:port][/db], rediss://..., unix:///path, "
+               "redis+sentinel://HOST:PORT,.../SERVICE[/db] or redis+cluster://HOST:PORT,...")
+    if not _is_utf8(value):
         raise Refused("--redis-url", redact_url(value), allowed)
+    try:
+        if parse_redis_url("--redis-url", value).kind != "server":
+            return value  # the Sentinel and Cluster forms are checked whole by the parser
+    except SpecError as e:
+        raise Refused("--redis-url", redact_url(value), e.allowed) from None
     try:
         redis.connection.parse_url(value)  # type: ignore[no-untyped-call]  # untyped in redis-py
         db = urllib.parse.urlparse(value).path.strip("/")

@@ -11,6 +11,7 @@ from typing import Any, cast
 import redis
 
 from . import protocol, tracing
+from .connection import parse_redis_url
 from .errors import ResultTimeout, SpecError, TaskFailed
 from .protocol import Keys
 from .spec import QUEUE_MAX_LENGTH
@@ -39,14 +40,15 @@ def queue_name_problem(name: str) -> str:
 
 
 def connect(url: str, **options: Any) -> redis.Redis:
-    """A Redis client for `url` with timeouts that suit a long-running process."""
+    """A client for `url` (one server, Sentinel or Cluster: see connection.py) with timeouts
+    that suit a long-running process. SpecError if the URL is not one of those forms."""
     options.setdefault("socket_connect_timeout", 5)
     options.setdefault("health_check_interval", 0)
     # no CLIENT SETINFO on connect: it reads package metadata from disk each time, which in
     # a forked worker costs two round trips and ~1 MB of copied pages
     for key, value in _NO_CLIENT_SETINFO.items():
         options.setdefault(key, value)
-    return redis.Redis.from_url(url, **options)
+    return parse_redis_url("redis url", url).client(**options)
 
 
 class Queue:

@@ -46,7 +46,7 @@ def test_a_password_in_a_refused_url_is_not_shown(redis_url):
 def test_dead_list_prints_one_line_per_entry(redis_url, r):
     entry = {"id": "t1", "queue": "q", "attempts": 2, "error": "ValueError: line one\nline two\r\n",
              "traceback": "Traceback ...\n", "failed_at": 1.0, "item": "x"}
-    r.rpush("q:wp:dead", json.dumps(entry), b"not ours \xff", json.dumps([1, 2]))
+    r.rpush("{q}:wp:dead", json.dumps(entry), b"not ours \xff", json.dumps([1, 2]))
     done = cli("dead", "list", "--queue", "q", url=redis_url)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()

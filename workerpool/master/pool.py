@@ -14,14 +14,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import redis
-
 from .. import logs, protocol
 from ..ledger import Ledger, exit_reason
 from ..process import CLEAN_EXITS, ExitCode, die_with_parent, parent_is, prefer_oom_kill, set_title
 from ..protocol import Keys
 from ..queue import connect
-from ..redis_errors import Trouble, is_transient
+from ..redis_errors import REDIS_ERRORS, Trouble, drop_stale_connections, is_transient
 from ..slots import SlotTable, SlotView
 from ..spec import PoolSpec
 from ..worker import REPORTING_POSITION, Worker, WorkerConfig, error_handler_limit_s, run_worker
@@ -295,6 +293,7 @@ class Pool:
             step()
         except Exception as e:  # a Redis error, or a reply we did not expect (never fatal)
             self.upkeep.retry_at[name] = now + trouble.failed(e, _command_of(e, name), key)
+            drop_stale_connections(self.redis, e)  # READONLY: find the new primary
             self.ledger.redis_error(e)
             if is_transient(e):
                 self._redis_failed()
@@ -383,7 +382,7 @@ class Pool:
             pipe.zrem(self.keys.alive, f"m:{self.master_id}")
             pipe.hdel(self.keys.masters, self.master_id)
             pipe.execute()
-        except redis.RedisError:
+        except REDIS_ERRORS:
             pass  # the entry expires by itself
 
     def published(self) -> dict[str, object]:

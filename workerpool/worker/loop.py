@@ -27,7 +27,7 @@ from ..errors import TaskTimeout, exception_text
 from ..process import ExitCode, parent_is
 from ..protocol import Keys, Task
 from ..queue import connect
-from ..redis_errors import Trouble
+from ..redis_errors import REDIS_ERRORS, Trouble, drop_stale_connections
 from ..slots import SlotWriter
 from ..spec import PoolSpec
 from . import outcome
@@ -131,7 +131,7 @@ class Worker:
         try:
             self.redis.zadd(self.keys.alive, self._alive_entry())
             self.registered = True
-        except redis.RedisError:
+        except REDIS_ERRORS:
             self.registered = False
 
     def register(self) -> None:
@@ -200,8 +200,9 @@ class Worker:
         Mark our copy as the child's, so that when the master drops it redis-py only closes the
         descriptor instead of shutdown(2), which would cut the child's connection too.
         """
-        if self.redis.connection is not None:
-            self.redis.connection.pid = child_pid
+        connection = getattr(self.redis, "connection", None)  # a Cluster client has none:
+        if connection is not None:  # its pools see the fork and connect afresh in the child
+            connection.pid = child_pid
 
     # --- one task -----------------------------------------------------------------------
 
@@ -319,12 +320,13 @@ class Worker:
         """Record pending outcomes and claim more: one round trip (ACK_CLAIM)."""
         if not self.pending and not claim and not release:
             return
-        args: list[Any] = [self.spec.prefetch if claim else 0, self.keys.result_prefix,
-                           self.spec.result_ttl_s * 1000, 1 if release else 0]
-        for out in self.pending:
-            args.extend(out)
+        args: list[Any] = [self.spec.prefetch if claim else 0, self.spec.result_ttl_s * 1000,
+                           1 if release else 0]
         keys = [self.spec.queue, self.processing, self.keys.stats, self.keys.delayed,
                 self.keys.dead]
+        for out in self.pending:
+            args.extend(out)
+            keys.append(self.keys.result(out[2]))  # declared for Cluster; unused if no id
         reply = self._redis(self.ack_claim, keys, args, command="ACK_CLAIM", key=self.processing,
                             stop_on_shutdown=False)
         self.pending = []
@@ -348,8 +350,9 @@ class Worker:
                 reply = fn(*args)
                 self.trouble.succeeded()
                 return reply
-            except redis.RedisError as e:
+            except REDIS_ERRORS as e:
                 delay = self.trouble.failed(e, command, key)
+                drop_stale_connections(self.redis, e)  # READONLY: find the new primary
                 if (self.stopping and stop_on_shutdown) or not parent_is(self.cfg.master_pid):
                     return None
                 time.sleep(delay)  # backoff between retries, not synchronisation
@@ -395,7 +398,7 @@ def _preconnected(url: str) -> redis.Redis:
     # blocking reads last up to IDLE_WAKE_S; anything far longer means Redis is gone
     try:
         return connect(url, socket_timeout=IDLE_WAKE_S + 10, single_connection_client=True)
-    except redis.RedisError:
+    except REDIS_ERRORS:
         return connect(url, socket_timeout=IDLE_WAKE_S + 10)
 
 
