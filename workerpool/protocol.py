@@ -50,7 +50,8 @@ def key_prefix(queue: str) -> str:
     Cluster every key of the queue shares one slot (BLMOVE and the scripts need that). A name
     that has a hash tag already keeps 'Q:wp:', which shares it. A name with a '}' and no hash
     tag cannot be put in its own slot this way (the Cluster would cut the tag at that '}'):
-    it works on one server and on Sentinel, not on Cluster.
+    it works on one server and on Sentinel, not on Cluster. A queue named exactly '{Q}' shares
+    the internal keys of the queue 'Q': do not use both names.
     """
     return f"{queue}:wp:" if hash_tag(queue) is not None else f"{{{queue}}}:wp:"
 
@@ -60,10 +61,10 @@ def queue_of(masters_key: str) -> str | None:
     if not masters_key.endswith(":wp:masters"):
         return None
     stem = masters_key[:-len(":wp:masters")]
-    if hash_tag(stem) is not None and key_prefix(stem) == stem + ":wp:":
-        return stem
     if stem.startswith("{") and stem.endswith("}") and key_prefix(stem[1:-1]) == stem + ":wp:":
-        return stem[1:-1]
+        return stem[1:-1]  # (a queue named '{Q}' itself would read as 'Q': see key_prefix)
+    if hash_tag(stem) is not None:
+        return stem
     return None
 
 
@@ -458,12 +459,13 @@ return #items
 """
 
 # Move retries whose backoff has passed from the delayed set to the queue tail.
-# KEYS: delayed, queue. ARGV: now ms, limit. Returns the count.
+# KEYS: delayed, queue. ARGV: now ms, limit. Returns the backlog (the queue's length) after:
+# the master's poll is this one call (redis-py's Cluster client refuses scripts in a pipeline).
 PROMOTE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, item in ipairs(due) do
   redis.call('RPUSH', KEYS[2], item)
   redis.call('ZREM', KEYS[1], item)
 end
-return #due
+return redis.call('LLEN', KEYS[2])
 """

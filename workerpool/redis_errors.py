@@ -109,5 +109,6 @@ class Trouble:
 
 
 def one_line(exc: BaseException) -> str:
-    """`Type: message` on one line (for a log field)."""
-    return exception_text(exc).replace("\r", "\\r").replace("\n", "\\n")
+    """`Type: message` on one line (for a log field); without the client repr that redis-py
+    appends to a Sentinel's "No master found" (pages of connection settings)."""
+    return exception_text(exc).split(" : <redis.", 1)[0].replace("\r", "\\r").replace("\n", "\\n")

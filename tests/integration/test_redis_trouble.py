@@ -20,7 +20,7 @@ def test_a_key_of_the_wrong_type_is_reported_and_ridden_out(start_pool, redis_ur
     wait_until(lambda: "redis command failed" in pool.log() and "WRONGTYPE" in pool.log(), 10,
                what="the WRONGTYPE error in the log")
     line = next(x for x in pool.log().splitlines() if "redis command failed" in x)
-    assert ("wt" in line and "LLEN" in line) or "BLMOVE" in line  # names the key and the command
+    assert ("wt" in line and "PROMOTE" in line) or "BLMOVE" in line  # names the key and the command
     assert pool.proc.poll() is None
     r.delete("wt")
     q = Queue("wt", redis_url=redis_url)
