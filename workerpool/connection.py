@@ -62,14 +62,18 @@ class RedisTarget:
         if self.tls:
             auth["ssl"] = True
         if self.kind == "sentinel":
+            # redis-py's single-connection client reconnects to the address it had (it skips
+            # the Sentinel connection's connect(), which asks the sentinels): it would never
+            # leave a dead primary. A pooled client asks the sentinels on every reconnect.
+            options.pop("single_connection_client", None)
             sentinel_options = {k: v for k, v in options.items()
                                 if k in ("socket_timeout", "socket_connect_timeout")}
             sentinel = Sentinel(  # type: ignore[no-untyped-call]
                 list(self.hosts), sentinel_kwargs={**sentinel_options, **self.sentinel_auth},
                 **sentinel_options)
-            client = sentinel.master_for(  # type: ignore[no-untyped-call]
+            client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
                 self.service, db=self.db, **auth, **options)
-            return client  # type: ignore[no-any-return]
+            return client
         options.pop("single_connection_client", None)  # a cluster client holds one per node
         nodes = [ClusterNode(host, port) for host, port in self.hosts]  # type: ignore[no-untyped-call]
         return RedisCluster(startup_nodes=nodes, **auth, **options)  # type: ignore[return-value]
