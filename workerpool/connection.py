@@ -30,6 +30,8 @@ SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sent
            "redis+cluster://", "rediss+cluster://")
 ALLOWED = ("a URL starting with redis://, rediss://, unix://, redis+sentinel://, "
            "rediss+sentinel://, redis+cluster:// or rediss+cluster://")
+WAIT_TIMEOUT_MS = 100  # default ?wait_timeout_ms: a replica on the same network acks in ~1 ms
+_WAIT_MAX = 100_000
 _SENTINEL_PORT = 26379
 _REDIS_PORT = 6379
 
@@ -47,6 +49,10 @@ class RedisTarget:
     username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
     sentinel_auth: dict[str, str] = field(default_factory=dict, repr=False)
+    # ?wait_replicas=N: enqueues and acknowledgements wait (WAIT) until N replicas have them,
+    # or ?wait_timeout_ms=T passed; narrows what a failover can lose (README: Production Redis)
+    wait_replicas: int = 0
+    wait_timeout_ms: int = WAIT_TIMEOUT_MS
 
     def client(self, **options: Any) -> redis.Redis:
         """A client with `options` (timeouts, ...) for this target.
@@ -55,6 +61,12 @@ class RedisTarget:
         slot (all of a queue's keys share the queue's slot); it is typed as `redis.Redis` here
         because the code that uses it only calls those commands.
         """
+        client = self._client(**options)
+        if self.wait_replicas:
+            client._wp_replication_wait = (self.wait_replicas, self.wait_timeout_ms)  # type: ignore[attr-defined]
+        return client
+
+    def _client(self, **options: Any) -> redis.Redis:
         if self.kind == "server":
             return redis.Redis.from_url(self.url, **options)
         auth: dict[str, Any] = {k: v for k, v in (("username", self.username),
@@ -84,8 +96,10 @@ def parse_redis_url(where: str, url: Any) -> RedisTarget:
     if not isinstance(url, str) or not url.startswith(SCHEMES):
         raise SpecError(where, redact(url) if isinstance(url, str) else url, ALLOWED)
     scheme, _, rest = url.partition("://")
+    url, wait = _take_wait(where, url)
     if "+" not in scheme:
-        return RedisTarget("server", url)
+        return RedisTarget("server", url, wait_replicas=wait.get("wait_replicas", 0),
+                           wait_timeout_ms=wait.get("wait_timeout_ms", WAIT_TIMEOUT_MS))
     base, kind = scheme.split("+", 1)
     parts = urllib.parse.urlsplit(f"{base}://{rest}")
     credentials, _, hostlist = parts.netloc.rpartition("@")
@@ -108,9 +122,32 @@ def parse_redis_url(where: str, url: Any) -> RedisTarget:
         db = int(path[0])
     sentinel_auth = {k.removeprefix("sentinel_"): v for k, v in query.items()
                      if k in ("sentinel_username", "sentinel_password")}
+    if kind == "cluster" and wait.get("wait_replicas"):
+        raise SpecError(where, redact(url), "no wait_replicas with Redis Cluster (not supported yet)")
     return RedisTarget(kind, url, hosts, service, db, base == "rediss",
                        urllib.parse.unquote(username) or None, urllib.parse.unquote(password) or None,
-                       sentinel_auth)
+                       sentinel_auth, wait.get("wait_replicas", 0),
+                       wait.get("wait_timeout_ms", WAIT_TIMEOUT_MS))
+
+
+def _take_wait(where: str, url: str) -> tuple[str, dict[str, int]]:
+    """The URL without ?wait_replicas / ?wait_timeout_ms (redis-py would refuse them), and them."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    wait = {k: v for k, v in query if k in ("wait_replicas", "wait_timeout_ms")}
+    if not wait:
+        return url, {}
+    for k, v in wait.items():
+        if not v.isdigit() or not 0 <= int(v) <= _WAIT_MAX:
+            raise SpecError(where, redact(url), f"{k}: a whole number from 0 to {_WAIT_MAX}")
+    rest = urllib.parse.urlencode([(k, v) for k, v in query if k not in wait])
+    return urllib.parse.urlunsplit(parts._replace(query=rest)), {k: int(v) for k, v in wait.items()}
+
+
+def replication_wait(client: Any) -> tuple[int, int]:
+    """(replicas, timeout ms) that writes through `client` wait for; (0, 0): none."""
+    wait: tuple[int, int] = getattr(client, "_wp_replication_wait", (0, 0))
+    return wait
 
 
 def _host(where: str, url: str, text: str, default_port: int) -> tuple[str, int]:

@@ -23,6 +23,7 @@ from typing import Any, cast
 import redis
 
 from .. import logs, protocol, tracing
+from ..connection import replication_wait
 from ..errors import TaskTimeout, exception_text
 from ..process import ExitCode, parent_is
 from ..protocol import Keys, Task
@@ -327,7 +328,7 @@ class Worker:
         for out in self.pending:
             args.extend(out)
             keys.append(self.keys.result(out[2]))  # declared for Cluster; unused if no id
-        reply = self._redis(self.ack_claim, keys, args, command="ACK_CLAIM", key=self.processing,
+        reply = self._redis(self._ack_claim, keys, args, command="ACK_CLAIM", key=self.processing,
                             stop_on_shutdown=False)
         self.pending = []
         if reply is None:
@@ -335,6 +336,16 @@ class Worker:
         self.backlog = int(reply[0])
         self.in_hand.extend(reply[1:])
         self.cfg.slot.hold(len(self.in_hand))
+
+    def _ack_claim(self, keys: list[str], args: list[Any]) -> Any:
+        """ACK_CLAIM; with ?wait_replicas=N, then WAIT (on the same connection) for outcomes."""
+        replicas, timeout_ms = replication_wait(self.redis)
+        if not replicas or not self.pending:
+            return self.ack_claim(keys, args)
+        pipe = self.redis.pipeline(transaction=False)
+        self.ack_claim(keys, args, client=pipe)
+        pipe.wait(replicas, timeout_ms)
+        return pipe.execute()[0]
 
     def _redis(self, fn: Callable[..., Any], *args: Any, command: str, key: str,
                stop_on_shutdown: bool = True) -> Any:
