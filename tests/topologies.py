@@ -81,8 +81,10 @@ class SentinelSet:
                       f"sentinel parallel-syncs {self.name} 2\n")
             self.sentinels.append(Node(self.work, f"sentinel{i}", config, sentinel=True).start())
         primary = self.primary.client()
-        wait_until(lambda: primary.info("replication")["connected_slaves"] == 2, 20,
-                   what="both replicas to connect")
+        # online, not just connected: a replica in its first sync acknowledges no WAIT
+        wait_until(lambda: [primary.info("replication").get(f"slave{i}", {}).get("state")
+                            for i in range(2)] == ["online"] * 2, 20,
+                   what="both replicas to be in sync")
         for s in self.sentinels:
             client = s.client()
             wait_until(lambda c=client: _sentinel_sees_replicas(c, self.name), 20,

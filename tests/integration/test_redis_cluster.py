@@ -18,6 +18,7 @@ from ledger_handlers import served
 from topologies import ClusterSet
 
 from workerpool import Queue
+from workerpool.acl import acl_rules
 from workerpool.protocol import Keys
 
 pytestmark = pytest.mark.slow
@@ -153,4 +154,20 @@ def test_cluster_failover_mid_drain_loses_nothing(cluster, ledger, start_pool):
     assert lost == 0
     assert pool.proc.poll() is None
     assert pool.stop() == 0
+    q.close()
+
+
+def test_a_pool_and_the_cli_work_under_the_acl_on_a_cluster(cluster, start_pool):
+    name = queues_on_each_primary(cluster, "acl")[2]
+    for node in cluster.nodes:  # ACL users are per node
+        node.client().execute_command("ACL", "SETUSER", "pool", "on", ">s3cret",
+                                      *acl_rules(name, cluster=True).split())
+    url = cluster.url.replace("://", "://pool:s3cret@")
+    pool = start_pool(manifest(name, handler="handlers:echo", minWorkers=1, maxWorkers=1), url=url)
+    q = Queue(name, redis_url=url)
+    assert q.result(q.enqueue({"x": 1}), timeout=30) == {"x": 1}
+    stats = cli(url, "stats", "--queue", name)
+    assert stats.returncode == 0 and "processed      1" in stats.stdout, stats.stderr
+    assert pool.stop() == 0
+    assert "no permissions" not in pool.log() and "redis command failed" not in pool.log()
     q.close()

@@ -46,3 +46,22 @@ def test_errors_and_logs_never_show_a_password():
     assert "hunter2" not in str(e.value)
     assert redact("redis+sentinel://u:hunter2@a:1/s?sentinel_password=pw2&x=1") == \
         "redis+sentinel://u:***@a:1/s?sentinel_password=***&x=1"
+
+
+def test_wait_replicas_is_taken_out_of_the_url():
+    t = parse_redis_url("x", "redis://:pw@h:1/0?wait_replicas=1&wait_timeout_ms=50&socket_timeout=3")
+    assert (t.wait_replicas, t.wait_timeout_ms) == (1, 50)
+    assert "wait_" not in t.url and "socket_timeout=3" in t.url  # redis-py refuses unknown options
+    s = parse_redis_url("x", "redis+sentinel://s1/svc?wait_replicas=2")
+    assert (s.wait_replicas, s.wait_timeout_ms) == (2, 100)
+    assert parse_redis_url("x", "redis://h:1/0").wait_replicas == 0
+
+
+@pytest.mark.parametrize(("url", "allowed"), [
+    ("redis://h:1/0?wait_replicas=-1", "wait_replicas: a whole number"),
+    ("redis://h:1/0?wait_timeout_ms=soon", "wait_timeout_ms: a whole number"),
+    ("redis+cluster://n1:7000?wait_replicas=1", "no wait_replicas with Redis Cluster"),
+])
+def test_wait_refusals(url, allowed):
+    with pytest.raises(SpecError, match=allowed):
+        parse_redis_url("spec.redis.url", url)
