@@ -399,6 +399,9 @@ def _traceback_text(exc: BaseException) -> str:
         return exception_text(exc)
 
 
+_cluster_clients: dict[str, redis.Redis] = {}
+
+
 def _preconnected(url: str) -> redis.Redis:
     """A client with one connection, opened now (in the master, before the fork).
 
@@ -407,6 +410,13 @@ def _preconnected(url: str) -> redis.Redis:
     Redis is unreachable now, the client connects lazily later.
     """
     # blocking reads last up to IDLE_WAKE_S; anything far longer means Redis is gone
+    if url.startswith(("redis+cluster://", "rediss+cluster://")):
+        # One Cluster client, made in the master and inherited by every fork (its per-node
+        # pools see the new pid and connect afresh in the child): a new one needs a node to
+        # answer right now, so a worker forked during a cluster outage would fail the master.
+        if url not in _cluster_clients:
+            _cluster_clients[url] = connect(url, socket_timeout=IDLE_WAKE_S + 10)
+        return _cluster_clients[url]
     try:
         return connect(url, socket_timeout=IDLE_WAKE_S + 10, single_connection_client=True)
     except REDIS_ERRORS:
