@@ -99,6 +99,8 @@ def test_pools_on_three_primaries_serve_retry_dead_letter_and_the_cli_reads_them
         assert stats["masters"] and stats["masters"][0]["permanent"] == 1
         dead = cli(cluster.url, "dead", "list", "--queue", name)
         assert dead.returncode == 0 and dead.stdout.count("attempts=2") == 2, dead.stderr
+        requeued = cli(cluster.url, "dead", "requeue", "--queue", name)  # MULTI on the slot's node
+        assert requeued.stdout.strip() == "requeued 2", requeued.stderr
     for p in pools:
         assert p.stop() == 0
         assert "Traceback" not in p.log()
@@ -171,3 +173,17 @@ def test_a_pool_and_the_cli_work_under_the_acl_on_a_cluster(cluster, start_pool)
     assert pool.stop() == 0
     assert "no permissions" not in pool.log() and "redis command failed" not in pool.log()
     q.close()
+
+
+def test_the_orphan_sweep_finds_lists_on_the_queues_node(cluster, ledger, start_pool):
+    """A processing list whose worker is in no heartbeat (written by hand here) is found by
+    the sweep's SCAN, which redis-py's Cluster client runs on every primary."""
+    name = queues_on_each_primary(cluster, "sweep")[1]
+    client = cluster.client()
+    client.rpush(Keys(name).processing("ghost.0.1"), '{"n": 7, "s": 0}')
+    pool = start_pool(manifest(name, handler="ledger_handlers:note", minWorkers=1, maxWorkers=1),
+                      url=cluster.url)
+    wait_until(lambda: [n for n, _ in served(ledger)] == [7], 30, what="the orphan served")
+    assert "recovered tasks of a vanished worker" in pool.log()
+    assert pool.stop() == 0
+    client.close()
