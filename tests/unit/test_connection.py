@@ -65,3 +65,12 @@ def test_wait_replicas_is_taken_out_of_the_url():
 def test_wait_refusals(url, allowed):
     with pytest.raises(SpecError, match=allowed):
         parse_redis_url("spec.redis.url", url)
+
+
+def test_the_manifest_takes_every_form_and_names_the_field_when_wrong():
+    from workerpool.spec import parse_spec
+    for url in ("redis+sentinel://s1,s2/svc", "rediss+cluster://n1:7000", "redis://h/0"):
+        assert parse_spec("p", {"handler": "m:f", "redis": {"url": url}}).redis_url == url
+    with pytest.raises(SpecError) as e:
+        parse_spec("p", {"handler": "m:f", "redis": {"url": "redis+sentinel://:pw@s1"}})
+    assert e.value.field == "spec.redis.url" and "pw" not in str(e.value)
