@@ -13,6 +13,7 @@ import json
 import socket
 import statistics
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -25,8 +26,11 @@ def replica_of(primary: Redis) -> subprocess.Popen[bytes]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
+    # its own directory: a replica writes the primary's snapshot to disk during the first sync
+    work = tempfile.mkdtemp(prefix="wp-bench-replica-")
     proc = subprocess.Popen([redis_server_binary(), "--port", str(port), "--save", "",
-                             "--appendonly", "no", "--replicaof", "127.0.0.1", str(primary.port)],
+                             "--appendonly", "no", "--dir", work,
+                             "--replicaof", "127.0.0.1", str(primary.port)],
                             stdout=subprocess.DEVNULL)
     # online, not just connected: during the first sync a replica acknowledges nothing
     wait_until(lambda: primary.client.info("replication").get("slave0", {}).get("state") == "online", 20)
