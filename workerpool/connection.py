@@ -88,7 +88,10 @@ class RedisTarget:
             return client
         options.pop("single_connection_client", None)  # a cluster client holds one per node
         nodes = [ClusterNode(host, port) for host, port in self.hosts]  # type: ignore[no-untyped-call]
-        return RedisCluster(startup_nodes=nodes, **auth, **options)  # type: ignore[return-value]
+        try:
+            return RedisCluster(startup_nodes=nodes, **auth, **options)  # type: ignore[return-value]
+        except redis.exceptions.RedisClusterException as e:  # not a RedisError: callers that
+            raise redis.ConnectionError(str(e)) from None  # ride out outages would crash on it
 
 
 def parse_redis_url(where: str, url: Any) -> RedisTarget:
