@@ -30,6 +30,8 @@ from typing import Any
 import psutil
 import redis
 
+from workerpool.protocol import Keys
+
 from .run import ROOT, Redis, fill, wait_until
 
 SCRAPE_EVERY_S = 0.5
@@ -58,7 +60,7 @@ class Master:
         r = redis.Redis.from_url(url)
         try:  # ready when the master published all its workers
             wait_until(lambda: any(json.loads(m).get("permanent") == workers
-                                   for m in r.hvals(f"{name}:wp:masters")), 120)
+                                   for m in r.hvals(Keys(name).masters)), 120)
         except BaseException:
             self.stop()
             raise
@@ -104,7 +106,7 @@ def drain(rd: Redis, code: Path, n: int, metrics: bool) -> tuple[float, float]:
         r.rename("staging", "drain")
         if scraper:
             scraper.start()
-        wait_until(lambda: int(r.hget("drain:wp:stats", "processed") or 0) >= n, 300)
+        wait_until(lambda: int(r.hget("{drain}:wp:stats", "processed") or 0) >= n, 300)
         elapsed = time.perf_counter() - t0
         return n / elapsed, (master.workers_cpu_s() - cpu0) / n * 1e6
     finally:

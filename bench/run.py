@@ -179,7 +179,7 @@ def pool_drain(rd: Redis, n: int, log_level: str, src: Path | None = None) -> di
         r.config_resetstat()
         t0 = time.perf_counter()
         r.rename("staging", "drain")
-        wait_until(lambda: int(r.hget("drain:wp:stats", "processed") or 0) >= n, 300)
+        wait_until(lambda: int(r.hget("{drain}:wp:stats", "processed") or 0) >= n, 300)
         elapsed = time.perf_counter() - t0
         uss = [w.memory_full_info().uss / 2**20 for w in pool.workers()]
         stats = r.info("commandstats")
@@ -230,7 +230,7 @@ def burst(rd: Redis) -> dict[str, float]:
         q.enqueue_many({"n": i} for i in range(2000))
         wait_until(lambda: len(pool.workers()) == 10, 10, interval=0.001)
         to_max = time.perf_counter() - t0
-        wait_until(lambda: int(r.hget("burst:wp:stats", "processed") or 0) >= 2000, 120, 0.001)
+        wait_until(lambda: int(r.hget("{burst}:wp:stats", "processed") or 0) >= 2000, 120, 0.001)
         drained = time.perf_counter()
         wait_until(lambda: len(pool.workers()) == 2, 30, interval=0.005)
         back = time.perf_counter() - drained

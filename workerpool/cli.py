@@ -13,8 +13,10 @@ import click
 import redis
 
 from . import logs
-from .errors import WorkerPoolError, exception_text
+from .connection import parse_redis_url
+from .errors import SpecError, WorkerPoolError, exception_text
 from .queue import Queue, connect, queue_name_problem
+from .redis_errors import REDIS_ERRORS
 from .spec import QUEUE_MAX_LENGTH, redact_url
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6390/0"  # where `workerpool run` puts its embedded Redis
@@ -45,9 +47,15 @@ def _check_queue(ctx: click.Context, param: click.Parameter, value: str) -> str:
 def _check_redis_url(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
     if value is None:
         return None
-    allowed = "a URL redis://[:password@]host[:port][/db], rediss://... or unix:///path"
-    if not _is_utf8(value) or not value.startswith(("redis://", "rediss://", "unix://")):
+    allowed = ("a URL redis://[:password@]host[:port][/db], rediss://..., unix:///path, "
+               "redis+sentinel://HOST:PORT,.../SERVICE[/db] or redis+cluster://HOST:PORT,...")
+    if not _is_utf8(value):
         raise Refused("--redis-url", redact_url(value), allowed)
+    try:
+        if parse_redis_url("--redis-url", value).kind != "server":
+            return value  # the Sentinel and Cluster forms are checked whole by the parser
+    except SpecError as e:
+        raise Refused("--redis-url", redact_url(value), e.allowed) from None
     try:
         redis.connection.parse_url(value)  # type: ignore[no-untyped-call]  # untyped in redis-py
         db = urllib.parse.urlparse(value).path.strip("/")
@@ -206,7 +214,7 @@ def top(queues: tuple[str, ...], redis_url: str | None, interval: float, once: b
     from .top import run_top
 
     url = redis_url or DEFAULT_REDIS_URL
-    client = connect(url, socket_timeout=CLIENT_SOCKET_TIMEOUT_S)
+    client = _redis_call(redis_url, lambda: connect(url, socket_timeout=CLIENT_SOCKET_TIMEOUT_S))
     code = _redis_call(redis_url, lambda: run_top(client, list(queues), redact_url(url), interval, once))
     sys.exit(code)
 
@@ -263,16 +271,19 @@ def _one_line(text: str) -> str:
 
 
 def _queue_of(queue: str, redis_url: str | None) -> Queue:
-    return Queue(queue, client=connect(redis_url or DEFAULT_REDIS_URL,
-                                       socket_timeout=CLIENT_SOCKET_TIMEOUT_S))
+    # a Cluster client connects as it is made: its "no node reachable" is one line too
+    return Queue(queue, client=_redis_call(redis_url, lambda: connect(
+        redis_url or DEFAULT_REDIS_URL, socket_timeout=CLIENT_SOCKET_TIMEOUT_S)))
 
 
 def _redis_call(redis_url: str | None, fn: Any) -> Any:
     try:
         return fn()
-    except redis.RedisError as e:
+    except REDIS_ERRORS as e:
         shown = redact_url(redis_url or DEFAULT_REDIS_URL)
-        raise click.ClickException(f"Redis at {shown}: {e}") from None
+        # redis-py appends the whole Sentinel client's repr to "No master found for 'svc'"
+        text = str(e).split(" : <redis.", 1)[0]
+        raise click.ClickException(f"Redis at {shown}: {text}") from None
 
 
 def _exit_on_error(fn: Any) -> None:

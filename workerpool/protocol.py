@@ -40,14 +40,47 @@ MAX_ATTEMPTS_FIELD = 10**9
 MAX_VALUE_BYTES = 512 * 1024 * 1024
 
 
+def hash_tag(key: str) -> str | None:
+    """The part of `key` Redis Cluster hashes when it is not the whole key: the text between
+    the first '{' and the first '}' after it, if not empty (else None: the whole key counts)."""
+    start = key.find("{")
+    end = key.find("}", start + 1) if start >= 0 else -1
+    return key[start + 1:end] if end > start + 1 else None
+
+
+def key_prefix(queue: str) -> str:
+    """Where a queue's internal keys live: '{Q}:wp:', in the slot of the plain list 'Q'.
+
+    A foreign producer RPUSHes to the plain key 'Q'; '{Q}' hashes as 'Q' does, so on Redis
+    Cluster every key of the queue shares one slot (BLMOVE and the scripts need that). A name
+    that has a hash tag already keeps 'Q:wp:', which shares it. A name with a '}' and no hash
+    tag cannot be put in its own slot this way (the Cluster would cut the tag at that '}'):
+    it works on one server and on Sentinel, not on Cluster. A queue named exactly '{Q}' shares
+    the internal keys of the queue 'Q': do not use both names.
+    """
+    return f"{queue}:wp:" if hash_tag(queue) is not None else f"{{{queue}}}:wp:"
+
+
+def queue_of(masters_key: str) -> str | None:
+    """The queue whose Keys.masters is `masters_key` (for discovery by SCAN), or None."""
+    if not masters_key.endswith(":wp:masters"):
+        return None
+    stem = masters_key[:-len(":wp:masters")]
+    if stem.startswith("{") and stem.endswith("}") and key_prefix(stem[1:-1]) == stem + ":wp:":
+        return stem[1:-1]  # (a queue named '{Q}' itself would read as 'Q': see key_prefix)
+    if hash_tag(stem) is not None:
+        return stem
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
-    """Every Redis key of one queue. All but the queue itself live under '<queue>:wp:'."""
+    """Every Redis key of one queue. All but the queue itself live under key_prefix(queue)."""
 
     queue: str
 
     def _k(self, suffix: str) -> str:
-        return f"{self.queue}:wp:{suffix}"
+        return key_prefix(self.queue) + suffix
 
     @property
     def stats(self) -> str:
@@ -342,9 +375,9 @@ class DeadLetter:
 # --- Lua scripts -------------------------------------------------------------------------
 
 # Record the outcomes of finished tasks, give back or claim unstarted ones: one round trip.
-# KEYS: queue, processing, stats, delayed, dead
-# ARGV: n_claim, result_prefix, result_ttl_ms, release, n_back, then n_back items to give back
-#   (unstarted, in the order they were claimed), then 5 per outcome: op, item, id, x, y
+# KEYS: queue, processing, stats, delayed, dead, then one result key per outcome (in order)
+# ARGV: n_claim, result_ttl_ms, release, n_back, then n_back items to give back (unstarted, in
+#   the order they were claimed), then 5 per outcome: op, item, id, x, y
 #   ok:    x = result JSON ('' = do not store)
 #   retry: x = due ms, y = the new element
 #   dead:  x = dead-letter JSON, y = result JSON for the producer ('' = do not store)
@@ -352,43 +385,45 @@ class DeadLetter:
 # Returns {backlog, claimed items...}.
 ACK_CLAIM = """
 local q, proc, stats, delayed, dead = KEYS[1], KEYS[2], KEYS[3], KEYS[4], KEYS[5]
-local n_claim, prefix, ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
-local n_back = tonumber(ARGV[5])
+local n_claim, ttl, n_back = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[4])
+local first = 5 + n_back  -- where the outcomes start
 local ok, retried, died = 0, 0, 0
-local function store(id, data)
+-- every key a script touches is declared (Redis Cluster, ACLs): the client passes the result
+-- key of the outcome that starts at ARGV[i] as KEYS[6 + (i - first) / 5]
+local function store(i, id, data)
   if id ~= '' and data ~= '' and ttl > 0 then
-    local key = prefix .. id
+    local key = KEYS[6 + (i - first) / 5]
     redis.call('DEL', key)
     redis.call('RPUSH', key, data)
     redis.call('PEXPIRE', key, ttl)
   end
 end
-for i = 6 + n_back, #ARGV, 5 do
+for i = first, #ARGV, 5 do
   local op, item, id, x, y = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]
   redis.call('LREM', proc, 1, item)
   if op == 'ok' then
     ok = ok + 1
-    store(id, x)
+    store(i, id, x)
   elseif op == 'retry' then
     retried = retried + 1
     redis.call('ZADD', delayed, tonumber(x), y)
   else
     died = died + 1
     redis.call('RPUSH', dead, x)
-    store(id, y)
+    store(i, id, y)
   end
 end
 if ok > 0 then redis.call('HINCRBY', stats, 'processed', ok) end
 if retried > 0 then redis.call('HINCRBY', stats, 'retried', retried) end
 if retried + died > 0 then redis.call('HINCRBY', stats, 'failed', retried + died) end
 if died > 0 then redis.call('HINCRBY', stats, 'dead', died) end
-if ARGV[4] == '1' then
+if ARGV[3] == '1' then
   while redis.call('LMOVE', proc, q, 'RIGHT', 'LEFT') do end
   return {redis.call('LLEN', q)}
 end
 -- given back last to first, so they keep their order at the queue head; an item no longer in
 -- the processing list (a retried call whose first run went through) is not pushed twice
-for i = 5 + n_back, 6, -1 do
+for i = 4 + n_back, 5, -1 do
   if redis.call('LREM', proc, -1, ARGV[i]) > 0 then redis.call('LPUSH', q, ARGV[i]) end
 end
 local out = {0}
@@ -436,12 +471,13 @@ return #items
 """
 
 # Move retries whose backoff has passed from the delayed set to the queue tail.
-# KEYS: delayed, queue. ARGV: now ms, limit. Returns the count.
+# KEYS: delayed, queue. ARGV: now ms, limit. Returns the backlog (the queue's length) after:
+# the master's poll is this one call (redis-py's Cluster client refuses scripts in a pipeline).
 PROMOTE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 for _, item in ipairs(due) do
   redis.call('RPUSH', KEYS[2], item)
   redis.call('ZREM', KEYS[1], item)
 end
-return #due
+return redis.call('LLEN', KEYS[2])
 """

@@ -11,6 +11,7 @@ from typing import Any, cast
 import redis
 
 from . import protocol, tracing
+from .connection import parse_redis_url, replication_wait
 from .errors import ResultTimeout, SpecError, TaskFailed
 from .protocol import Keys
 from .spec import QUEUE_MAX_LENGTH
@@ -39,14 +40,15 @@ def queue_name_problem(name: str) -> str:
 
 
 def connect(url: str, **options: Any) -> redis.Redis:
-    """A Redis client for `url` with timeouts that suit a long-running process."""
+    """A client for `url` (one server, Sentinel or Cluster: see connection.py) with timeouts
+    that suit a long-running process. SpecError if the URL is not one of those forms."""
     options.setdefault("socket_connect_timeout", 5)
     options.setdefault("health_check_interval", 0)
     # no CLIENT SETINFO on connect: it reads package metadata from disk each time, which in
     # a forked worker costs two round trips and ~1 MB of copied pages
     for key, value in _NO_CLIENT_SETINFO.items():
         options.setdefault(key, value)
-    return redis.Redis.from_url(url, **options)
+    return parse_redis_url("redis url", url).client(**options)
 
 
 class Queue:
@@ -65,6 +67,8 @@ class Queue:
         self.name = name
         self.keys = Keys(name)
         self._redis = client or connect(redis_url)
+        # ?wait_replicas=N in the URL: each enqueue returns once N replicas have it (or timeout)
+        self._wait = replication_wait(self._redis)
 
     def __repr__(self) -> str:
         return f"Queue({self.name!r})"  # the URL may carry a password
@@ -79,7 +83,13 @@ class Queue:
         if traceparent is not None:
             tracing.check(traceparent)
         item = protocol.envelope(task_id, protocol.dumps(payload), 0, protocol.now_ms(), traceparent)
-        self._redis.rpush(self.name, item)
+        if not self._wait[0]:
+            self._redis.rpush(self.name, item)
+            return task_id
+        pipe = self._redis.pipeline(transaction=False)
+        pipe.rpush(self.name, item)
+        pipe.wait(*self._wait)  # on the same connection: waits for this RPUSH
+        pipe.execute()
         return task_id
 
     def enqueue_many(self, payloads: Iterable[Any]) -> list[str]:
@@ -97,6 +107,8 @@ class Queue:
                 chunk = []
         if chunk:
             pipe.rpush(self.name, *chunk)
+        if self._wait[0]:
+            pipe.wait(*self._wait)
         pipe.execute()
         return ids
 

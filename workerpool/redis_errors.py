@@ -18,14 +18,21 @@ import redis
 from . import logs
 from .errors import exception_text
 
-# Error codes (the first word of a Redis error reply) that mean "try again later".
+# Error codes (the first word of a Redis error reply) that mean "try again later": a server
+# loading or busy, a failover under way (READONLY from a demoted primary, MASTERDOWN, a
+# cluster's slots moving: MOVED, ASK, TRYAGAIN, CLUSTERDOWN), or full memory.
 TRANSIENT_CODES = frozenset({"READONLY", "LOADING", "BUSY", "MASTERDOWN", "CLUSTERDOWN",
-                             "TRYAGAIN", "OOM", "NOREPLICAS"})
-# redis-py strips the code from these replies and raises its own class instead.
+                             "TRYAGAIN", "OOM", "NOREPLICAS", "MOVED", "ASK"})
+# redis-py strips the code from these replies and raises its own class instead; ClusterError
+# is its "TTL exhausted" after too many redirections, RedisClusterException its "no node
+# reachable" (which is not even a RedisError).
 _TRANSIENT_CLASSES: tuple[type[Exception], ...] = (
     redis.ConnectionError, redis.TimeoutError, redis.exceptions.ReadOnlyError,
-    redis.exceptions.OutOfMemoryError, redis.exceptions.ClusterDownError,
-    redis.exceptions.TryAgainError)
+    redis.exceptions.OutOfMemoryError, redis.exceptions.ClusterError,
+    redis.exceptions.TryAgainError, redis.exceptions.AskError,
+    redis.exceptions.RedisClusterException)
+# What a call to any of our clients (one server, Sentinel, Cluster) raises for a Redis problem.
+REDIS_ERRORS: tuple[type[Exception], ...] = (redis.RedisError, redis.exceptions.RedisClusterException)
 # redis-py prefixes errors inside a pipeline with the command that failed
 _PIPELINE_PREFIX = re.compile(r"^Command # \d+ \(.*?\) of pipeline caused error: ", re.DOTALL)
 
@@ -39,6 +46,24 @@ def error_code(exc: BaseException) -> str:
     text = _PIPELINE_PREFIX.sub("", str(exc)).lstrip()
     word = text.split(" ", 1)[0]
     return word if word.isupper() and word.isalpha() else ""
+
+
+def drop_stale_connections(client: Any, exc: BaseException) -> None:
+    """After READONLY, close `client`'s connections so the next call connects afresh.
+
+    A demoted primary answers READONLY on a connection that still works, so nothing else would
+    make a client leave it: a Sentinel client asks the sentinels again on reconnect (redis-py
+    does that itself for READONLY), a URL whose DNS name moved to the new primary (a managed
+    service) resolves it again. A Cluster client follows MOVED itself.
+    """
+    if not (isinstance(exc, redis.exceptions.ReadOnlyError) or error_code(exc) == "READONLY"):
+        return
+    connection = getattr(client, "connection", None)  # a single-connection client (workers)
+    if connection is not None:
+        connection.disconnect()
+    pool = getattr(client, "connection_pool", None)
+    if pool is not None:
+        pool.disconnect()
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -84,5 +109,6 @@ class Trouble:
 
 
 def one_line(exc: BaseException) -> str:
-    """`Type: message` on one line (for a log field)."""
-    return exception_text(exc).replace("\r", "\\r").replace("\n", "\\n")
+    """`Type: message` on one line (for a log field); without the client repr that redis-py
+    appends to a Sentinel's "No master found" (pages of connection settings)."""
+    return exception_text(exc).split(" : <redis.", 1)[0].replace("\r", "\\r").replace("\n", "\\n")

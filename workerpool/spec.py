@@ -9,8 +9,9 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
+from .connection import parse_redis_url, redact
 from .errors import SpecError
 from .fields import Field, ObjectField, check_object, check_scalar, no_unknown, schema_of, short
 
@@ -278,10 +279,14 @@ def _secret_ref(raw: Any) -> SecretKeyRef:
 
 
 def _check_redis_url(path: str, url: Any) -> str:
-    if not isinstance(url, str) or not url.startswith(("redis://", "rediss://", "unix://")):
-        shown = redact_url(url) if isinstance(url, str) else url
-        raise SpecError(path, shown, "a URL starting with redis://, rediss:// or unix://")
-    return url
+    """A server, Sentinel or Cluster URL (connection.py has the forms); SpecError if not."""
+    parse_redis_url(path, url)
+    return cast(str, url)
+
+
+def redact_url(url: str) -> str:
+    """The URL with every password replaced by '***', safe for logs and status."""
+    return redact(url)
 
 
 def manifest_of(spec: PoolSpec) -> dict[str, Any]:
@@ -291,11 +296,6 @@ def manifest_of(spec: PoolSpec) -> dict[str, Any]:
     body: dict[str, Any] = {f.name: getattr(spec, f.attr) for f in FIELDS
                             if getattr(spec, f.attr) is not None}
     return {"apiVersion": API_VERSION, "kind": KIND, "metadata": {"name": spec.name}, "spec": body}
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by '***', safe for logs and status."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
 
 
 def openapi_schema() -> dict[str, Any]:

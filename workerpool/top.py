@@ -25,6 +25,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from . import protocol
 from .protocol import Keys
 from .queue import read_stats
 
@@ -45,8 +46,8 @@ class QueueView:
 
 def discover(r: redis.Redis) -> list[str]:
     """Every queue on this Redis that a master has published numbers for."""
-    names = {k.decode()[:-len(_MASTERS_SUFFIX)] for k in r.scan_iter(match="*" + _MASTERS_SUFFIX, count=500)}
-    return sorted(names)
+    keys = (k.decode("utf-8", "replace") for k in r.scan_iter(match="*" + _MASTERS_SUFFIX, count=500))
+    return sorted({q for q in map(protocol.queue_of, keys) if q is not None})
 
 
 def sample(r: redis.Redis, queues: list[str], views: dict[str, QueueView]) -> dict[str, dict[str, Any]]:

@@ -15,7 +15,7 @@ def _ack_claim(r, queue: str, worker: str, n_claim: int, back: list[bytes]):
     keys = Keys(queue)
     script = r.register_script(protocol.ACK_CLAIM)
     return script([queue, keys.processing(worker), keys.stats, keys.delayed, keys.dead],
-                  [n_claim, keys.result_prefix, 0, 0, len(back), *back])
+                  [n_claim, 0, 0, len(back), *back])
 
 
 def test_give_back_keeps_order_at_the_queue_head_and_is_not_repeated(r):

@@ -55,7 +55,7 @@ def test_enqueue_stats_and_dead_letters(start_pool, redis_url, r):
     assert done.returncode == 0, done.stderr
     ids = done.stdout.split()
     assert len(ids) == 3
-    wait_until(lambda: r.llen("c:wp:dead") == 3, 15, what="3 dead letters")
+    wait_until(lambda: r.llen("{c}:wp:dead") == 3, 15, what="3 dead letters")
     stats = json.loads(cli("stats", "--queue", "c", "--json", url=redis_url).stdout)
     assert (stats["dead_lettered"], stats["failed"], stats["backlog"]) == (3, 3, 0)
     assert [m["permanent"] for m in stats["masters"]] == [1]
@@ -65,7 +65,7 @@ def test_enqueue_stats_and_dead_letters(start_pool, redis_url, r):
     assert [line.split("\t")[0] for line in listing] == ids
     assert all("attempts=1" in line and "RuntimeError" in line for line in listing)
     assert cli("dead", "requeue", "--queue", "c", url=redis_url).stdout.strip() == "requeued 3"
-    wait_until(lambda: r.llen("c:wp:dead") == 3 and r.llen("attempts") == 6, 15,
+    wait_until(lambda: r.llen("{c}:wp:dead") == 3 and r.llen("attempts") == 6, 15,
                what="requeued tasks to fail again")
     assert cli("dead", "purge", "--queue", "c", url=redis_url).stdout.strip() == "purged 3"
 

@@ -18,6 +18,10 @@ BAD = [
     (("enqueue", "--queue", "q", "--redis-url", "http://localhost:6379", "1"), "--redis-url: 'http://"),
     (("enqueue", "--queue", "q", "--redis-url", "redis://localhost:port/0", "1"), "--redis-url:"),
     (("enqueue", "--queue", "q", "--redis-url", "redis://localhost:6379/db", "1"), "--redis-url:"),
+    (("enqueue", "--queue", "q", "--redis-url", "redis+sentinel://u:pw@s1:26379", "1"),
+     "--redis-url: 'redis+sentinel://u:***@s1:26379'"),  # no service name; password hidden
+    (("enqueue", "--queue", "q", "--redis-url", "redis+cluster://n1:7000/3", "1"), "only 0"),
+    (("enqueue", "--queue", "q", "--redis-url", "redis+cluster://n1:99999", "1"), "1 to 65535"),
     (("enqueue", "--queue", "q", "NaN"), "PAYLOAD #1: 'NaN' is not valid JSON"),
     (("enqueue", "--queue", "q", "[1, Infinity]"), "PAYLOAD #1: '[1, Infinity]' is not valid JSON"),
     (("enqueue", "--queue", "q", '"\udcff"'), "PAYLOAD #1:"),  # argv bytes that are not UTF-8
@@ -46,7 +50,7 @@ def test_a_password_in_a_refused_url_is_not_shown(redis_url):
 def test_dead_list_prints_one_line_per_entry(redis_url, r):
     entry = {"id": "t1", "queue": "q", "attempts": 2, "error": "ValueError: line one\nline two\r\n",
              "traceback": "Traceback ...\n", "failed_at": 1.0, "item": "x"}
-    r.rpush("q:wp:dead", json.dumps(entry), b"not ours \xff", json.dumps([1, 2]))
+    r.rpush("{q}:wp:dead", json.dumps(entry), b"not ours \xff", json.dumps([1, 2]))
     done = cli("dead", "list", "--queue", "q", url=redis_url)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()

@@ -39,7 +39,7 @@ def test_kill9_of_the_master_workers_exit_and_tasks_are_served_by_the_next(start
     first.wait_workers(3, 0)
     q = Queue("k9m", redis_url=redis_url)
     q.enqueue_many({"s": 1.0, "n": n, "tag": "k9m"} for n in range(6))
-    wait_until(lambda: sum(r.llen(k) for k in r.keys("k9m:wp:processing:*")) == 3, 10,
+    wait_until(lambda: sum(r.llen(k) for k in r.keys("{k9m}:wp:processing:*")) == 3, 10,
                what="3 tasks in hand")
     workers = first.workers()
     first.proc.send_signal(signal.SIGKILL)

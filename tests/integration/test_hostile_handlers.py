@@ -84,7 +84,7 @@ def test_error_handler_misbehaving_is_called_once_and_costs_nothing(start_pool, 
     wait_until(lambda: "errorHandler raised" in pool.log() or "worker exited" in pool.log(), 20,
                what="the errorHandler to end")
     assert q.result(q.enqueue({"value": 1}), timeout=30) == {"value": 1}
-    assert len(errors(r)) == 1 and r.llen("eh:wp:dead") == 1
+    assert len(errors(r)) == 1 and r.llen("{eh}:wp:dead") == 1
     assert pool.proc.poll() is None
 
 
@@ -97,7 +97,7 @@ def test_error_handler_that_ignores_its_alarm_is_killed_and_not_called_again(sta
         q.result(q.enqueue(task), timeout=30)
     wait_until(lambda: "errorHandler timeout (killed)" in pool.log(), 30, what="the hard kill")
     assert q.result(q.enqueue({"value": 2}), timeout=30) == {"value": 2}
-    assert len(errors(r)) == 1 and r.llen("ehkill:wp:dead") == 1
+    assert len(errors(r)) == 1 and r.llen("{ehkill}:wp:dead") == 1
 
 
 def test_a_handler_that_forks_serves_once_and_its_child_does_not_serve(start_pool, redis_url, r):

@@ -51,7 +51,7 @@ def test_poison_elements_are_dead_lettered_with_a_reason_and_the_queue_flows(sta
 
 def test_envelope_imitations_held_by_a_vanished_worker_do_not_kill_the_master(start_pool, redis_url, r):
     """RECOVER charges the first element of an orphaned list: imitations must not fail it."""
-    r.rpush("ghost:wp:processing:gone.0.1", *IMITATIONS, b'{"__wp__":1,"attempts":0,"id":"ok","payload":1}')
+    r.rpush("{ghost}:wp:processing:gone.0.1", *IMITATIONS, b'{"__wp__":1,"attempts":0,"id":"ok","payload":1}')
     pool = start_pool(manifest("ghost", handler="handlers:hostile", minWorkers=1, maxWorkers=1,
                                maxRetries=0))
     q = Queue("ghost", redis_url=redis_url)
@@ -75,7 +75,7 @@ def test_foreign_text_is_json_only_if_strict_json(start_pool, redis_url, r, text
 def test_a_foreign_producer_gets_a_result_by_pushing_our_envelope(start_pool, redis_url, r):
     start_pool(manifest("env", handler="handlers:hostile", minWorkers=1, maxWorkers=1))
     r.rpush("env", '{"__wp__":1,"attempts":0,"id":"from-go-1","payload":{"x":[1,2]}}')
-    raw = wait_until(lambda: r.lrange("env:wp:result:from-go-1", 0, -1), 20, what="the result")
+    raw = wait_until(lambda: r.lrange("{env}:wp:result:from-go-1", 0, -1), 20, what="the result")
     assert json.loads(raw[0]) == {"status": "ok", "value": {"x": [1, 2]}}
 
 

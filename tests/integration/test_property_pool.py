@@ -80,8 +80,8 @@ def test_a_live_pool_ends_every_task_and_stops_clean(redis_server, tasks, deaths
 
 
 def _settled(r: redis.Redis) -> bool:
-    return (r.llen("prop") == 0 and r.zcard("prop:wp:delayed") == 0
-            and not any(r.llen(k) for k in r.keys("prop:wp:processing:*")))
+    return (r.llen("prop") == 0 and r.zcard("{prop}:wp:delayed") == 0
+            and not any(r.llen(k) for k in r.keys("{prop}:wp:processing:*")))
 
 
 def _alive(p: psutil.Process) -> bool:

@@ -20,7 +20,7 @@ def test_a_key_of_the_wrong_type_is_reported_and_ridden_out(start_pool, redis_ur
     wait_until(lambda: "redis command failed" in pool.log() and "WRONGTYPE" in pool.log(), 10,
                what="the WRONGTYPE error in the log")
     line = next(x for x in pool.log().splitlines() if "redis command failed" in x)
-    assert ("wt" in line and "LLEN" in line) or "BLMOVE" in line  # names the key and the command
+    assert ("wt" in line and "PROMOTE" in line) or "BLMOVE" in line  # names the key and the command
     assert pool.proc.poll() is None
     r.delete("wt")
     q = Queue("wt", redis_url=redis_url)
@@ -88,12 +88,12 @@ def test_an_unexpected_error_in_the_master_drains_and_exits_non_zero(tmp_path, r
 
 def test_keys_of_ours_holding_foreign_bytes_do_not_kill_the_master(start_pool, redis_url, r):
     """A heartbeat member or a processing list whose name is not UTF-8 (written by hand)."""
-    r.zadd("odd:wp:alive", {b"w:\xff\xfe": 0, b"m:\xff": 0})  # expired at once
-    r.rpush(b"odd:wp:processing:\xff", b"task")
+    r.zadd("{odd}:wp:alive", {b"w:\xff\xfe": 0, b"m:\xff": 0})  # expired at once
+    r.rpush(b"{odd}:wp:processing:\xff", b"task")
     pool = start_pool(manifest("odd", handler="handlers:hostile", minWorkers=1, maxWorkers=1))
     q = Queue("odd", redis_url=redis_url)
     wait_until(lambda: q.stats()["processed"] == 1, 10, what="the odd worker's task recovered and served")
-    alive = r.zrange("odd:wp:alive", 0, -1)
+    alive = r.zrange("{odd}:wp:alive", 0, -1)
     assert b"w:\xff\xfe" not in alive and b"m:\xff" not in alive  # forgotten, not left to fail again
     assert q.result(q.enqueue({"value": 1}), timeout=20) == {"value": 1}
     assert pool.proc.poll() is None

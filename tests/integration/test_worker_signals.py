@@ -54,7 +54,7 @@ def test_sigterm_storm_while_blocked_ends_run_cleanly_and_claims_nothing(worker,
     assert worker.run() == ExitCode.OK
     sender.join()
     r.rpush("sig", "after")
-    assert r.llen("sig") == 1 and not r.keys("sig:wp:processing:*")
+    assert r.llen("sig") == 1 and not r.keys("{sig}:wp:processing:*")
 
 
 def test_sigint_reaches_programs_a_worker_execs(worker):

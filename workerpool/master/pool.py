@@ -14,8 +14,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import redis
-
 from .. import logs, protocol
 from ..ledger import Ledger, exit_reason
 from ..process import (
@@ -30,7 +28,7 @@ from ..process import (
 )
 from ..protocol import Keys
 from ..queue import connect
-from ..redis_errors import Trouble, is_transient
+from ..redis_errors import REDIS_ERRORS, Trouble, drop_stale_connections, is_transient
 from ..slots import SlotTable, SlotView
 from ..spec import LIVE_FIELDS, PoolSpec
 from ..worker import REPORTING_POSITION, Worker, WorkerConfig, error_handler_limit_s, run_worker
@@ -66,6 +64,9 @@ class Upkeep:
     next_heartbeat: float = 0.0
     next_sweep: float = 0.0
     recoveries: list[tuple[str, int]] = field(default_factory=list)
+    # After an outage (a failover), other masters' heartbeats look expired until they too have
+    # reconnected: their workers are alive, so nothing is recovered before this (monotonic).
+    trust_expiry_at: float = 0.0
     # one backoff per step: a key a user broke (WRONGTYPE on the queue) stops only its step
     trouble: dict[str, Trouble] = field(default_factory=dict)
     retry_at: dict[str, float] = field(default_factory=dict)
@@ -292,11 +293,8 @@ class Pool:
             self.upkeep.next_sweep = now + ORPHAN_SWEEP_INTERVAL_S
 
     def _read_backlog(self) -> None:
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.llen(self.spec.queue)
-        self.promote([self.keys.delayed, self.spec.queue],
-                     [protocol.now_ms(), protocol.PROMOTE_BATCH], client=pipe)
-        self.upkeep.backlog = int(pipe.execute()[0])
+        self.upkeep.backlog = int(self.promote([self.keys.delayed, self.spec.queue],
+                                               [protocol.now_ms(), protocol.PROMOTE_BATCH]))
 
     def _run_step(self, name: str, key: str, step: Callable[[], None], now: float) -> bool:
         """Run one upkeep step unless it is backing off; False if Redis is unreachable."""
@@ -307,6 +305,7 @@ class Pool:
             step()
         except Exception as e:  # a Redis error, or a reply we did not expect (never fatal)
             self.upkeep.retry_at[name] = now + trouble.failed(e, _command_of(e, name), key)
+            drop_stale_connections(self.redis, e)  # READONLY: find the new primary
             self.ledger.redis_error(e)
             if is_transient(e):
                 self._redis_failed()
@@ -318,6 +317,7 @@ class Pool:
     def _redis_ok(self) -> None:
         if not self.upkeep.redis_ok:
             logs.event("redis is back; scale-up resumes", queue=self.spec.queue)
+            self.upkeep.trust_expiry_at = time.monotonic() + protocol.HEARTBEAT_TTL_S
         self.upkeep.redis_ok = True
 
     def _redis_failed(self) -> None:
@@ -339,8 +339,13 @@ class Pool:
         pipe.hset(self.keys.masters, self.master_id, json.dumps(self.published()))
         pipe.zrangebyscore(self.keys.alive, "-inf", now)
         expired = pipe.execute()[2]
-        for member in expired:
-            self._recover_expired(member)
+        if self._expiry_trusted():
+            for member in expired:
+                self._recover_expired(member)
+
+    def _expiry_trusted(self) -> bool:
+        """False during an outage and for one heartbeat TTL after it (see Upkeep)."""
+        return self.upkeep.redis_ok and time.monotonic() >= self.upkeep.trust_expiry_at
 
     def sweep_orphans(self) -> None:
         """Recover processing lists whose worker is in no master's heartbeats at all.
@@ -348,6 +353,8 @@ class Pool:
         The safety net behind heartbeat expiry: whatever left a list behind (a crash at the
         worst moment, a flushed heartbeat set), its tasks go back to the queue.
         """
+        if not self._expiry_trusted():
+            return
         prefix = self.keys.processing("")
         pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"  # queue names may hold glob characters
         for key in self.redis.scan_iter(match=pattern, count=500):
@@ -395,7 +402,7 @@ class Pool:
             pipe.zrem(self.keys.alive, f"m:{self.master_id}")
             pipe.hdel(self.keys.masters, self.master_id)
             pipe.execute()
-        except redis.RedisError:
+        except REDIS_ERRORS:
             pass  # the entry expires by itself
 
     def published(self) -> dict[str, object]:
@@ -447,7 +454,7 @@ def crash_backoff_s(streak: int) -> float:
 def _command_of(exc: Exception, step: str) -> str:
     """The command that failed, as redis-py names it inside a pipeline, else the step's."""
     match = re.match(r"Command # \d+ \((\S+)", str(exc))
-    commands = {"poll": "LLEN+PROMOTE", "heartbeat": "ZADD+HSET+ZRANGEBYSCORE",
+    commands = {"poll": "PROMOTE", "heartbeat": "ZADD+HSET+ZRANGEBYSCORE",
                 "sweep": "SCAN+ZSCORE+RECOVER", "recover": "RECOVER"}
     return match.group(1) if match else commands.get(step, step)
 

@@ -59,8 +59,8 @@ def _redis_schema() -> dict[str, Any]:
         "type": "object",
         "description": "where the queue lives: url, or urlFrom a Secret (never shown in status)",
         "properties": {
-            "url": {"type": "string", "pattern": r"^(redis|rediss|unix)://",
-                    "description": "redis://, rediss:// or unix:// URL"},
+            "url": {"type": "string", "pattern": r"^(rediss?(\+sentinel|\+cluster)?|unix)://",
+                    "description": "redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// URL"},
             "urlFrom": {"type": "object", "required": ["secretKeyRef"], "properties": {
                 "secretKeyRef": {"type": "object", "required": ["name", "key"], "properties": {
                     "name": non_empty, "key": non_empty}}}},

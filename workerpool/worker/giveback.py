@@ -87,7 +87,7 @@ class GiveBack:
                 self._script = self._redis.register_script(protocol.ACK_CLAIM)
             keys = [self._keys.queue, self._processing, self._keys.stats, self._keys.delayed,
                     self._keys.dead]
-            self._script(keys, [0, self._keys.result_prefix, 0, 0, len(items), *items])
+            self._script(keys, [0, 0, 0, len(items), *items])  # no claim, no outcome
         except redis.RedisError as e:
             # the worker keeps them and serves them itself; if the call went through and only
             # the reply was lost (redis-py retried it, which pushes nothing twice), they may

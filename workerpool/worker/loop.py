@@ -25,11 +25,12 @@ from typing import Any, cast
 import redis
 
 from .. import logs, protocol, tracing
+from ..connection import replication_wait
 from ..errors import TaskTimeout, exception_text
 from ..process import ExitCode, Role, parent_is
 from ..protocol import Keys, Task
 from ..queue import connect
-from ..redis_errors import Trouble
+from ..redis_errors import REDIS_ERRORS, Trouble, drop_stale_connections
 from ..slots import SlotWriter
 from ..spec import PoolSpec
 from . import outcome
@@ -141,7 +142,7 @@ class Worker:
         try:
             self.redis.zadd(self.keys.alive, self._alive_entry())
             self.registered = True
-        except redis.RedisError:
+        except REDIS_ERRORS:
             self.registered = False
 
     def register(self) -> None:
@@ -211,8 +212,9 @@ class Worker:
         Mark our copy as the child's, so that when the master drops it redis-py only closes the
         descriptor instead of shutdown(2), which would cut the child's connection too.
         """
-        if self.redis.connection is not None:
-            self.redis.connection.pid = child_pid
+        connection = getattr(self.redis, "connection", None)  # a Cluster client has none:
+        if connection is not None:  # its pools see the fork and connect afresh in the child
+            connection.pid = child_pid
 
     # --- one task -----------------------------------------------------------------------
 
@@ -362,13 +364,14 @@ class Worker:
         size = self.batch_size()
         back = list(self.in_hand)[size:] if not release else []
         n_claim = max(0, size - len(self.in_hand)) if claim else 0
-        args: list[Any] = [n_claim, self.keys.result_prefix, self.spec.result_ttl_s * 1000,
-                           1 if release else 0, len(back), *back]
-        for out in self.pending:
-            args.extend(out)
+        args: list[Any] = [n_claim, self.spec.result_ttl_s * 1000, 1 if release else 0,
+                           len(back), *back]
         keys = [self.spec.queue, self.processing, self.keys.stats, self.keys.delayed,
                 self.keys.dead]
-        reply = self._redis(self.ack_claim, keys, args, command="ACK_CLAIM", key=self.processing,
+        for out in self.pending:
+            args.extend(out)
+            keys.append(self.keys.result(out[2]))  # declared for Cluster; unused if no id
+        reply = self._redis(self._ack_claim, keys, args, command="ACK_CLAIM", key=self.processing,
                             stop_on_shutdown=False)
         self.pending = []
         logs.flush()  # the lines of the tasks just acknowledged
@@ -381,6 +384,16 @@ class Worker:
         self.cfg.slot.hold(len(self.in_hand))
         if len(self.in_hand) > 1:  # the next task starts now; the others wait behind it
             self.give_back.watch()
+
+    def _ack_claim(self, keys: list[str], args: list[Any]) -> Any:
+        """ACK_CLAIM; with ?wait_replicas=N, then WAIT (on the same connection) for outcomes."""
+        replicas, timeout_ms = replication_wait(self.redis)
+        if not replicas or not self.pending:
+            return self.ack_claim(keys, args)
+        pipe = self.redis.pipeline(transaction=False)
+        self.ack_claim(keys, args, client=pipe)
+        pipe.wait(replicas, timeout_ms)
+        return pipe.execute()[0]
 
     def _redis(self, fn: Callable[..., Any], *args: Any, command: str, key: str,
                stop_on_shutdown: bool = True) -> Any:
@@ -396,8 +409,9 @@ class Worker:
                 reply = fn(*args)
                 self.trouble.succeeded()
                 return reply
-            except redis.RedisError as e:
+            except REDIS_ERRORS as e:
                 delay = self.trouble.failed(e, command, key)
+                drop_stale_connections(self.redis, e)  # READONLY: find the new primary
                 if (self.stopping and stop_on_shutdown) or not parent_is(self.cfg.master_pid):
                     return None
                 time.sleep(delay)  # backoff between retries, not synchronisation
@@ -433,6 +447,9 @@ def _traceback_text(exc: BaseException) -> str:
         return exception_text(exc)
 
 
+_cluster_clients: dict[str, redis.Redis] = {}
+
+
 def _preconnected(url: str) -> redis.Redis:
     """A client with one connection, opened now (in the master, before the fork).
 
@@ -441,9 +458,16 @@ def _preconnected(url: str) -> redis.Redis:
     Redis is unreachable now, the client connects lazily later.
     """
     # blocking reads last up to IDLE_WAKE_S; anything far longer means Redis is gone
+    if url.startswith(("redis+cluster://", "rediss+cluster://")):
+        # One Cluster client, made in the master and inherited by every fork (its per-node
+        # pools see the new pid and connect afresh in the child): a new one needs a node to
+        # answer right now, so a worker forked during a cluster outage would fail the master.
+        if url not in _cluster_clients:
+            _cluster_clients[url] = connect(url, socket_timeout=IDLE_WAKE_S + 10)
+        return _cluster_clients[url]
     try:
         return connect(url, socket_timeout=IDLE_WAKE_S + 10, single_connection_client=True)
-    except redis.RedisError:
+    except REDIS_ERRORS:
         return connect(url, socket_timeout=IDLE_WAKE_S + 10)
 
 

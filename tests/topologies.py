@@ -1,0 +1,177 @@
+"""Real Redis topologies for the production-Redis tests: Sentinel and Redis Cluster on loopback.
+
+Each is a set of private redis-server / redis-sentinel processes on free ports under a temp
+directory, started by the test session and stopped (killed, if need be) at its end.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import redis
+from helpers import free_port, wait_until
+from redis.cluster import ClusterNode, RedisCluster
+
+from workerpool.embedded import find_redis_server
+
+
+class Node:
+    """One redis-server (or redis-sentinel) process with its own config file."""
+
+    def __init__(self, work: Path, name: str, config: str, sentinel: bool = False) -> None:
+        self.port = free_port()
+        self.dir = work / name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.conf = self.dir / "redis.conf"
+        self.conf.write_text(f"port {self.port}\nbind 127.0.0.1\ndir {self.dir}\nsave \"\"\n"
+                             f"appendonly no\nlogfile {self.dir / 'log'}\n{config}")
+        self.sentinel = sentinel
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Node:
+        binary = shutil.which("redis-sentinel") if self.sentinel else find_redis_server()
+        assert binary, "redis-sentinel is not installed"
+        args = [binary, str(self.conf)] + (["--sentinel"] if self.sentinel else [])
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        client = self.client()
+        wait_until(lambda: _pings(client), 10, what=f"{self.dir.name} to answer")
+        client.close()
+        return self
+
+    def client(self, **options: object) -> redis.Redis:
+        return redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5, **options)  # type: ignore[arg-type]
+
+    def kill(self) -> None:
+        """kill -9: the node dies as a crashed machine would."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class SentinelSet:
+    """One primary, two replicas and three sentinels watching service `name`."""
+
+    def __init__(self, work: Path, name: str = "wp-primary") -> None:
+        self.name = name
+        self.primary = Node(work, "primary", "")
+        self.replicas = [Node(work, f"replica{i}", "") for i in range(2)]
+        self.sentinels: list[Node] = []
+        self.work = work
+
+    def start(self) -> SentinelSet:
+        self.primary.start()
+        for r in self.replicas:
+            r.conf.write_text(r.conf.read_text() + f"replicaof 127.0.0.1 {self.primary.port}\n")
+            r.start()
+        for i in range(3):
+            # quorum 2 of 3, a dead primary noticed after 1 s, a failover retried after 5 s
+            config = (f"sentinel monitor {self.name} 127.0.0.1 {self.primary.port} 2\n"
+                      f"sentinel down-after-milliseconds {self.name} 1000\n"
+                      f"sentinel failover-timeout {self.name} 5000\n"
+                      f"sentinel parallel-syncs {self.name} 2\n")
+            self.sentinels.append(Node(self.work, f"sentinel{i}", config, sentinel=True).start())
+        primary = self.primary.client()
+        # online, not just connected: a replica in its first sync acknowledges no WAIT
+        wait_until(lambda: [primary.info("replication").get(f"slave{i}", {}).get("state")
+                            for i in range(2)] == ["online"] * 2, 20,
+                   what="both replicas to be in sync")
+        for s in self.sentinels:
+            client = s.client()
+            wait_until(lambda c=client: _sentinel_sees_replicas(c, self.name), 20,
+                       what="the sentinels to see the replicas")
+            client.close()
+        return self
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{hosts}/{self.name}/0"
+
+    def current_primary_port(self) -> int:
+        client = self.sentinels[0].client()
+        try:
+            _, port = client.sentinel_get_master_addr_by_name(self.name)
+            return int(port)
+        finally:
+            client.close()
+
+    def nodes(self) -> list[Node]:
+        return [self.primary, *self.replicas, *self.sentinels]
+
+    def stop(self) -> None:
+        for n in self.nodes():
+            n.stop()
+
+
+class ClusterSet:
+    """Redis Cluster: three primaries with one replica each, made by `redis-cli --cluster create`."""
+
+    def __init__(self, work: Path) -> None:
+        # cluster-port: the bus port defaults to port + 10000, past 65535 for a high free port
+        self.nodes = [Node(work, f"cluster{i}", "cluster-enabled yes\ncluster-node-timeout 2000\n"
+                           f"cluster-config-file nodes.conf\ncluster-port {free_port()}\n")
+                      for i in range(6)]
+
+    def start(self) -> ClusterSet:
+        for n in self.nodes:
+            n.start()
+        addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
+        subprocess.run(["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "1",
+                        "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        client = self.nodes[0].client()
+        wait_until(lambda: client.cluster("info").get("cluster_state") == "ok", 30,
+                   what="the cluster to be ok")
+        client.close()
+        return self
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:3])
+        return f"redis+cluster://{hosts}/0"
+
+    def client(self) -> RedisCluster:
+        return RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", n.port) for n in self.nodes[:3]])
+
+    def node_of(self, key: str) -> Node:
+        """The node that holds `key`'s slot as its primary now."""
+        client = self.client()
+        try:
+            node = client.get_node_from_key(key)
+            return next(n for n in self.nodes if n.port == node.port)
+        finally:
+            client.close()
+
+    def replica_of(self, primary: Node) -> Node:
+        for n in self.nodes:
+            info = n.client().info("replication")
+            if info.get("role") == "slave" and int(info.get("master_port", 0)) == primary.port:
+                return n
+        raise AssertionError(f"no replica of port {primary.port}")
+
+    def stop(self) -> None:
+        for n in self.nodes:
+            n.stop()
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+
+
+def _sentinel_sees_replicas(client: redis.Redis, name: str) -> bool:
+    try:
+        return len(client.sentinel_slaves(name)) == 2
+    except redis.RedisError:
+        return False

@@ -1,0 +1,166 @@
+"""Where a pool's Redis is — one server, a Sentinel service or a Redis Cluster — as one URL.
+
+One string says it all, so the same value works in `spec.redis.url`, a Secret behind
+`spec.redis.urlFrom`, `REDIS_URL` and `--redis-url`, and secrets stay in one place:
+
+    redis://[user:password@]host:6379/0            one server (rediss:// for TLS, unix:// too)
+    redis+sentinel://[user:password@]s1:26379,s2:26379/SERVICE[/0][?sentinel_password=…]
+    redis+cluster://[user:password@]n1:7000,n2:7001                (rediss+… for TLS)
+
+The Sentinel and Cluster forms use redis-py's own `Sentinel` and `RedisCluster` clients: they
+find the primary (or the slot's node) and follow a failover; we write no discovery of our own.
+User and password are those of the Redis servers; `sentinel_password` (and `sentinel_username`)
+those of the sentinels, when they have their own.
+"""
+
+from __future__ import annotations
+
+import re
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Any
+
+import redis
+from redis.cluster import ClusterNode, RedisCluster
+from redis.sentinel import Sentinel
+
+from .errors import SpecError
+
+SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "rediss+sentinel://",
+           "redis+cluster://", "rediss+cluster://")
+ALLOWED = ("a URL starting with redis://, rediss://, unix://, redis+sentinel://, "
+           "rediss+sentinel://, redis+cluster:// or rediss+cluster://")
+WAIT_TIMEOUT_MS = 100  # default ?wait_timeout_ms: a replica on the same network acks in ~1 ms
+_WAIT_MAX = 100_000
+_SENTINEL_PORT = 26379
+_REDIS_PORT = 6379
+
+
+@dataclass(frozen=True, slots=True)
+class RedisTarget:
+    """A parsed Redis URL; `client()` builds the right redis-py client for it."""
+
+    kind: str  # "server" | "sentinel" | "cluster"
+    url: str = field(repr=False)  # may carry a password
+    hosts: tuple[tuple[str, int], ...] = ()
+    service: str = ""  # Sentinel: the monitored primary's name
+    db: int = 0
+    tls: bool = False
+    username: str | None = field(default=None, repr=False)
+    password: str | None = field(default=None, repr=False)
+    sentinel_auth: dict[str, str] = field(default_factory=dict, repr=False)
+    # ?wait_replicas=N: enqueues and acknowledgements wait (WAIT) until N replicas have them,
+    # or ?wait_timeout_ms=T passed; narrows what a failover can lose (README: Production Redis)
+    wait_replicas: int = 0
+    wait_timeout_ms: int = WAIT_TIMEOUT_MS
+
+    def client(self, **options: Any) -> redis.Redis:
+        """A client with `options` (timeouts, ...) for this target.
+
+        For a cluster it is a `RedisCluster`, which speaks the same commands for keys of one
+        slot (all of a queue's keys share the queue's slot); it is typed as `redis.Redis` here
+        because the code that uses it only calls those commands.
+        """
+        client = self._client(**options)
+        if self.wait_replicas:
+            client._wp_replication_wait = (self.wait_replicas, self.wait_timeout_ms)  # type: ignore[attr-defined]
+        return client
+
+    def _client(self, **options: Any) -> redis.Redis:
+        if self.kind == "server":
+            return redis.Redis.from_url(self.url, **options)
+        auth: dict[str, Any] = {k: v for k, v in (("username", self.username),
+                                                   ("password", self.password)) if v}
+        if self.tls:
+            auth["ssl"] = True
+        if self.kind == "sentinel":
+            # redis-py's single-connection client reconnects to the address it had (it skips
+            # the Sentinel connection's connect(), which asks the sentinels): it would never
+            # leave a dead primary. A pooled client asks the sentinels on every reconnect.
+            options.pop("single_connection_client", None)
+            sentinel_options = {k: v for k, v in options.items()
+                                if k in ("socket_timeout", "socket_connect_timeout")}
+            sentinel = Sentinel(  # type: ignore[no-untyped-call]
+                list(self.hosts), sentinel_kwargs={**sentinel_options, **self.sentinel_auth},
+                **sentinel_options)
+            client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
+                self.service, db=self.db, **auth, **options)
+            return client
+        options.pop("single_connection_client", None)  # a cluster client holds one per node
+        nodes = [ClusterNode(host, port) for host, port in self.hosts]  # type: ignore[no-untyped-call]
+        try:
+            return RedisCluster(startup_nodes=nodes, **auth, **options)  # type: ignore[return-value]
+        except redis.exceptions.RedisClusterException as e:  # not a RedisError: callers that
+            raise redis.ConnectionError(str(e)) from None  # ride out outages would crash on it
+
+
+def parse_redis_url(where: str, url: Any) -> RedisTarget:
+    """Parse and check `url`; SpecError names `where`, the URL (password hidden) and the forms."""
+    if not isinstance(url, str) or not url.startswith(SCHEMES):
+        raise SpecError(where, redact(url) if isinstance(url, str) else url, ALLOWED)
+    scheme, _, rest = url.partition("://")
+    url, wait = _take_wait(where, url)
+    if "+" not in scheme:
+        return RedisTarget("server", url, wait_replicas=wait.get("wait_replicas", 0),
+                           wait_timeout_ms=wait.get("wait_timeout_ms", WAIT_TIMEOUT_MS))
+    base, kind = scheme.split("+", 1)
+    parts = urllib.parse.urlsplit(f"{base}://{rest}")
+    credentials, _, hostlist = parts.netloc.rpartition("@")
+    username, _, password = credentials.partition(":") if credentials else ("", "", "")
+    default_port = _SENTINEL_PORT if kind == "sentinel" else _REDIS_PORT
+    hosts = tuple(_host(where, url, h, default_port) for h in hostlist.split(",") if h)
+    if not hosts:
+        raise SpecError(where, redact(url), f"{kind} URL with at least one host:port")
+    path = [p for p in parts.path.split("/") if p]
+    query = dict(urllib.parse.parse_qsl(parts.query))
+    service, db = "", 0
+    if kind == "sentinel":
+        if not path:
+            raise SpecError(where, redact(url),
+                            "redis+sentinel://HOST:PORT,.../SERVICE[/DB]: the service name")
+        service, path = path[0], path[1:]
+    if path:
+        if not path[0].isdigit() or len(path) > 1 or (kind == "cluster" and path[0] != "0"):
+            raise SpecError(where, redact(url), "a database number after the hosts (Redis Cluster: only 0)")
+        db = int(path[0])
+    sentinel_auth = {k.removeprefix("sentinel_"): v for k, v in query.items()
+                     if k in ("sentinel_username", "sentinel_password")}
+    if kind == "cluster" and wait.get("wait_replicas"):
+        raise SpecError(where, redact(url), "no wait_replicas with Redis Cluster (not supported yet)")
+    return RedisTarget(kind, url, hosts, service, db, base == "rediss",
+                       urllib.parse.unquote(username) or None, urllib.parse.unquote(password) or None,
+                       sentinel_auth, wait.get("wait_replicas", 0),
+                       wait.get("wait_timeout_ms", WAIT_TIMEOUT_MS))
+
+
+def _take_wait(where: str, url: str) -> tuple[str, dict[str, int]]:
+    """The URL without ?wait_replicas / ?wait_timeout_ms (redis-py would refuse them), and them."""
+    parts = urllib.parse.urlsplit(url)
+    query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+    wait = {k: v for k, v in query if k in ("wait_replicas", "wait_timeout_ms")}
+    if not wait:
+        return url, {}
+    for k, v in wait.items():
+        if not v.isdigit() or not 0 <= int(v) <= _WAIT_MAX:
+            raise SpecError(where, redact(url), f"{k}: a whole number from 0 to {_WAIT_MAX}")
+    rest = urllib.parse.urlencode([(k, v) for k, v in query if k not in wait])
+    return urllib.parse.urlunsplit(parts._replace(query=rest)), {k: int(v) for k, v in wait.items()}
+
+
+def replication_wait(client: Any) -> tuple[int, int]:
+    """(replicas, timeout ms) that writes through `client` wait for; (0, 0): none."""
+    wait: tuple[int, int] = getattr(client, "_wp_replication_wait", (0, 0))
+    return wait
+
+
+def _host(where: str, url: str, text: str, default_port: int) -> tuple[str, int]:
+    host, _, port = text.rpartition(":") if ":" in text else (text, "", str(default_port))
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SpecError(where, redact(url), f"hosts as HOST:PORT with a port from 1 to 65535, not {text!r}")
+    return host, int(port)
+
+
+def redact(url: str) -> str:
+    """The URL with every password replaced by '***', safe for logs, errors and status."""
+    url = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    return re.sub(r"([?&][a-z_]*password=)[^&]*", r"\1***", url)
