@@ -34,7 +34,8 @@ class Node:
         binary = shutil.which("redis-sentinel") if self.sentinel else find_redis_server()
         assert binary, "redis-sentinel is not installed"
         args = [binary, str(self.conf)] + (["--sentinel"] if self.sentinel else [])
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        with open(self.dir / "stderr", "wb") as stderr:  # a server that cannot start says why here
+            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=stderr)
         client = self.client()
         wait_until(lambda: _pings(client), 10, what=f"{self.dir.name} to answer")
         client.close()
