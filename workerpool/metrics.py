@@ -29,6 +29,7 @@ from prometheus_client.registry import Collector
 
 from .ledger import EXIT_REASONS, ROLES, Ledger
 from .protocol import Keys
+from .redis_errors import REDIS_ERRORS
 from .slots import (
     BUCKETS_S,
     COUNTERS,
@@ -150,7 +151,7 @@ def read_queue(pool: PoolSource) -> dict[str, float] | None:
         pipe.zcard(pool.keys.delayed)
         pipe.llen(pool.keys.dead)
         backlog, head, delayed, dead = pipe.execute()
-    except redis.RedisError as e:
+    except REDIS_ERRORS as e:
         pool.ledger.redis_error(e)
         return None
     out = {"backlog": float(backlog), "delayed": float(delayed), "dead_letters": float(dead)}

@@ -63,6 +63,9 @@ def test_the_users_pod_shape_is_passed_through():
     assert {"name": "conf", "mountPath": "/conf"} in container["volumeMounts"]
     assert {"name": "conf", "configMap": {"name": "app"}} in pod["volumes"]
     assert container["image"] == "localhost/workerpool:0.1.0"  # default: the operator's own
+    # each pod's master serves /metrics for the worker-pod PodMonitor
+    assert container["ports"] == [{"name": "metrics", "containerPort": 9464}]
+    assert {"name": "WORKERPOOL_METRICS_ADDRESS", "value": ":9464"} in container["env"]
 
 
 def test_a_changed_manifest_rolls_the_pods_and_a_replica_change_does_not():

@@ -6,10 +6,10 @@ import socket
 from typing import Any
 
 import kopf
-import redis
 
 from ..protocol import Keys
 from ..queue import read_stats
+from ..redis_errors import REDIS_ERRORS
 from . import status as st
 from .crd import RESOURCE
 from .pool_state import in_operator, pool_key, pool_state, registry
@@ -32,7 +32,7 @@ def publish_status(name: str, namespace: str, meta: kopf.Meta, status: kopf.Stat
         host = socket.gethostname()
         try:
             stats = read_stats(state.client(master.redis_url), Keys(master.spec.queue))
-        except redis.RedisError as e:
+        except REDIS_ERRORS as e:  # a cluster that lost every node raises no RedisError
             problem = st.Problem("RedisUnavailable", f"cannot read the queue's Redis: {type(e).__name__}")
         else:
             counters = st.counts(stats, master.pid, host)

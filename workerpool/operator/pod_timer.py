@@ -11,10 +11,10 @@ import time
 from typing import Any
 
 import kopf
-import redis
 
 from ..protocol import Keys
 from ..queue import read_stats
+from ..redis_errors import REDIS_ERRORS
 from . import podpools
 from . import status as st
 from .crd import RESOURCE
@@ -33,7 +33,7 @@ def scale_pods(name: str, namespace: str, spec: kopf.Spec, meta: kopf.Meta, stat
     problem: st.Problem | None = None
     try:
         stats = read_stats(state.client(url), Keys(parsed.queue))
-    except redis.RedisError as e:
+    except REDIS_ERRORS as e:  # a cluster that lost every node raises no RedisError
         stats, problem = None, st.Problem("RedisUnavailable",
                                           f"cannot read the queue's Redis: {type(e).__name__}")
     pods = podpools.look(namespace, name, stats["masters"] if stats else [])

@@ -28,6 +28,7 @@ TERMINATION_MARGIN_S = 10
 POOL_LABEL = "workerpool.dev/pool"
 COMPONENT = {"app.kubernetes.io/name": "workerpool", "app.kubernetes.io/component": "worker-pod"}
 DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
+METRICS_PORT = 9464  # Prometheus' port for workerpool, as the operator's metrics component uses
 
 
 def workload_name(pool: str) -> str:
@@ -85,7 +86,11 @@ def _pod_spec(spec: PoolSpec, pods: PodsSpec, image: str) -> dict[str, Any]:
         "imagePullPolicy": "IfNotPresent",
         "args": ["run", f"{MANIFEST_DIR}/{MANIFEST_FILE}", "--log-format", "json"],
         "env": [*_redis_env(spec), {"name": "WORKERPOOL_STATE_DIR", "value": "/tmp/workerpool"},
+                # each pod's master serves its own /metrics (a PodMonitor in
+                # deploy/components/prometheus-operator scrapes it); nothing outside selects it
+                {"name": "WORKERPOOL_METRICS_ADDRESS", "value": f":{METRICS_PORT}"},
                 *(pods.env or [])],
+        "ports": [{"name": "metrics", "containerPort": METRICS_PORT}],
         "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
                             "capabilities": {"drop": ["ALL"]}},
         "volumeMounts": [{"name": "manifest", "mountPath": MANIFEST_DIR, "readOnly": True},

@@ -27,6 +27,7 @@ import redis
 from .. import logs, protocol
 from ..protocol import Keys
 from ..queue import connect
+from ..redis_errors import REDIS_ERRORS
 from ..slots import SlotWriter
 
 # "a few milliseconds": long enough that a batch of short tasks never trips it, short enough
@@ -88,7 +89,7 @@ class GiveBack:
             keys = [self._keys.queue, self._processing, self._keys.stats, self._keys.delayed,
                     self._keys.dead]
             self._script(keys, [0, 0, 0, len(items), *items])  # no claim, no outcome
-        except redis.RedisError as e:
+        except REDIS_ERRORS as e:
             # the worker keeps them and serves them itself; if the call went through and only
             # the reply was lost (redis-py retried it, which pushes nothing twice), they may
             # run twice: at-least-once, as after a crash
