@@ -76,8 +76,9 @@ class Pool:
     """Keeps one WorkerPool's workers: forks, retires, reaps, recovers and publishes."""
 
     def __init__(self, spec: PoolSpec, redis_url: str, slots: SlotTable, master_id: str,
-                 child_setup: Callable[[], None]) -> None:
+                 child_setup: Callable[[], None], nudge_fd: int = -1) -> None:
         self.spec = spec
+        self.nudge_fd = nudge_fd  # the write end of the master's nudge pipe, for the workers
         self.redis_url = redis_url
         self.handler = load(spec.handler)
         self.error_handler = load(spec.error_handler, "spec.errorHandler") if spec.error_handler else None
@@ -141,7 +142,8 @@ class Pool:
         slot = self.slots.acquire()
         worker_id = f"{self.master_id}.{slot}.{random.getrandbits(32):08x}"
         config = WorkerConfig(self.spec, role, worker_id, self.master_pid,
-                              self.slots.writer(slot), self.handler, self.error_handler)
+                              self.slots.writer(slot), self.handler, self.error_handler,
+                              self.nudge_fd)
         worker = Worker(config, self.redis_url)
         worker.prepare()
         return worker, slot

@@ -55,6 +55,9 @@ class Master:
         self.master_id = f"{socket.gethostname()}-{os.getpid()}-{random.getrandbits(16):04x}"
         self.slots = SlotTable()
         self._wake_r, self._wake_w = os.pipe()
+        # workers write here when work reaches an idle pool (Worker._nudge_master)
+        self._nudge_r, self._nudge_w = os.pipe()
+        self.nudged = False
         self.pools = {s.name: self._new_pool(s) for s in specs}
         self.retiring: list[Pool] = []  # pools replaced or removed on reload, draining
         self.reload_specs = reload
@@ -71,7 +74,8 @@ class Master:
         }
 
     def _new_pool(self, spec: PoolSpec) -> Pool:
-        return Pool(spec, redis_url_of(spec), self.slots, self.master_id, self._child_setup)
+        return Pool(spec, redis_url_of(spec), self.slots, self.master_id, self._child_setup,
+                    self._nudge_w)
 
     def _all_pools(self) -> list[Pool]:
         return [*self.pools.values(), *self.retiring]
@@ -79,7 +83,7 @@ class Master:
     # --- signals ------------------------------------------------------------------------
 
     def _install_signals(self) -> None:
-        for fd in (self._wake_r, self._wake_w):
+        for fd in (self._wake_r, self._wake_w, self._nudge_r, self._nudge_w):
             os.set_blocking(fd, False)
         signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
         for sig in _HANDLED:
@@ -92,6 +96,7 @@ class Master:
             signal.signal(sig, signal.SIG_DFL)
         os.close(self._wake_r)
         os.close(self._wake_w)
+        os.close(self._nudge_r)  # (a worker keeps the write end: Worker._nudge_master)
         if self.metrics:
             self.metrics.close()  # the listening port is the master's alone
 
@@ -99,11 +104,17 @@ class Master:
         """Sleep until a signal arrives or `timeout` passes; return the signals received."""
         scrapes = self.metrics.fds() if self.metrics else []
         try:
-            ready = select.select([self._wake_r, *scrapes], [], [], timeout)[0]
+            ready = select.select([self._wake_r, self._nudge_r, *scrapes], [], [], timeout)[0]
         except InterruptedError:
             ready = []
         if self.metrics:
             self.metrics.serve(ready)
+        if self._nudge_r in ready:
+            self.nudged = True
+            try:
+                os.read(self._nudge_r, 4096)
+            except BlockingIOError:
+                pass
         try:
             return list(os.read(self._wake_r, 512))
         except BlockingIOError:
@@ -126,9 +137,14 @@ class Master:
 
     def _loop(self) -> None:
         """wait → signals → reap → scale (or drain), until every worker is gone."""
+        last_tick = 0.0
         while True:
-            busy = any(pool.active() for pool in self._all_pools())
-            for sig in self._wait(ACTIVE_POLL_INTERVAL_S if busy else POLL_INTERVAL_S):
+            # a busy pool is polled every 20 ms, an idle one every 100 ms unless a worker
+            # nudges (work arrived): then at once, but never more often than every 20 ms
+            busy = self.nudged or any(pool.active() for pool in self._all_pools())
+            interval = ACTIVE_POLL_INTERVAL_S if busy else POLL_INTERVAL_S
+            signals = self._wait(max(0.0, last_tick + interval - time.monotonic()))
+            for sig in signals:
                 self.dispatch.get(sig, lambda: None)()
             self._reap()
             if self.stopping:
@@ -136,6 +152,10 @@ class Master:
                     return
                 continue
             now = time.monotonic()
+            due = ACTIVE_POLL_INTERVAL_S if self.nudged or busy else POLL_INTERVAL_S
+            if not signals and now - last_tick < due:
+                continue  # woken by a scrape, or a nudge within 20 ms of the last tick
+            last_tick, self.nudged = now, False
             for pool in self._all_pools():
                 pool.tick(now)
             self._drop_drained_pools()

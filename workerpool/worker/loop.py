@@ -70,6 +70,7 @@ class WorkerConfig:
     slot: SlotWriter
     handler: Callable[..., Any]
     error_handler: Callable[..., Any] | None
+    nudge_fd: int = -1  # a pipe to the master: written when an idle worker gets a task
 
 
 class Worker:
@@ -197,7 +198,18 @@ class Worker:
         item = self._redis(self._blmove, timeout, command="BLMOVE", key=self.spec.queue)
         if item is not None:
             self.in_hand.append(item)
+            self._nudge_master()
         return None
+
+    def _nudge_master(self) -> None:
+        """Tell the master that work arrived at an idle pool: it reads the backlog (and forks
+        temporaries for a burst) now, not at its next idle poll up to 100 ms later."""
+        if self.cfg.nudge_fd < 0:
+            return
+        try:
+            os.write(self.cfg.nudge_fd, b"!")
+        except OSError:
+            pass  # the pipe is full (the master has been nudged already) or gone
 
     def _blmove(self, timeout: float) -> bytes | None:
         if self.stopping:
