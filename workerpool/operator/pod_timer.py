@@ -38,7 +38,9 @@ def scale_pods(name: str, namespace: str, spec: kopf.Spec, meta: kopf.Meta, stat
                                           f"cannot read the queue's Redis: {type(e).__name__}")
     pods = podpools.look(namespace, name, stats["masters"] if stats else [])
     counters: dict[str, int] = {}
-    if stats is not None:
+    if pods is None:  # the create handler has not written the Deployment yet: nothing to scale
+        problem = problem or st.Problem.starting("the worker pods' Deployment is being created")
+    elif stats is not None:
         # claimed but not started: in flight minus running, over every master on the queue (a
         # draining pod's running tasks are not waiting for a new pod)
         busy = sum(int(m.get("busy", 0)) for m in stats["masters"])

@@ -114,14 +114,17 @@ class PodsNow:
     existing: frozenset[str]  # the names of the pods that exist
 
 
-def look(namespace: str, pool: str, published: list[dict[str, Any]]) -> PodsNow:
+def look(namespace: str, pool: str, published: list[dict[str, Any]]) -> PodsNow | None:
     """The pool's worker pods as the Deployment wants them, joined with their masters' numbers.
 
     A pod is ready once its master publishes; a pod the Deployment wants but that does not
     exist yet counts as starting, so a scale-out is not repeated while its pods are created.
+    None while the Deployment itself does not exist (the create handler has not run yet).
     """
     dep = _read_deployment(namespace, pool)
-    replicas = int(dep.spec.replicas or 0) if dep is not None else 0
+    if dep is None:
+        return None
+    replicas = int(dep.spec.replicas or 0)
     selector = ",".join(f"{k}={v}" for k, v in workload.selector(pool).items())
     pods = _core().list_namespaced_pod(namespace, label_selector=selector).items
     by_host = {m.get("host"): m for m in published}
