@@ -183,18 +183,25 @@ class SentinelSet:
 class ClusterSet:
     """Redis Cluster: three primaries with one replica each, made by `redis-cli --cluster create`."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, tls: Certificates | None = None) -> None:
         # cluster-port: the bus port defaults to port + 10000, past 65535 for a high free port
+        bus_tls = "tls-cluster yes\n" if tls else ""
         self.nodes = [Node(work, f"cluster{i}", "cluster-enabled yes\ncluster-node-timeout 2000\n"
-                           f"cluster-config-file nodes.conf\ncluster-port {free_port()}\n")
+                           f"cluster-config-file nodes.conf\ncluster-port {free_port()}\n{bus_tls}",
+                           tls=tls)
                       for i in range(6)]
+        self.tls = tls
 
     def start(self) -> ClusterSet:
         for n in self.nodes:
             n.start()
         addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
-        subprocess.run(["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "1",
-                        "--cluster-yes"], check=True, capture_output=True, timeout=60)
+        tls = (["--tls", "--cacert", str(self.tls.ca), "--cert", str(self.tls.cert), "--key",
+                str(self.tls.key)] if self.tls else [])
+        # the redis-cli beside the TLS build: the one on PATH may lack --tls
+        cli = str(Path(tls_redis_server() or "").with_name("redis-cli")) if self.tls else "redis-cli"
+        subprocess.run([cli, *tls, "--cluster", "create", *addresses, "--cluster-replicas",
+                        "1", "--cluster-yes"], check=True, capture_output=True, timeout=60)
         client = self.nodes[0].client()
         wait_until(lambda: client.cluster("info").get("cluster_state") == "ok", 30,
                    what="the cluster to be ok")
@@ -204,10 +211,14 @@ class ClusterSet:
     @property
     def url(self) -> str:
         hosts = ",".join(f"127.0.0.1:{n.port}" for n in self.nodes[:3])
+        if self.tls:
+            return f"rediss+cluster://{hosts}/0?{self.tls.query()}"
         return f"redis+cluster://{hosts}/0"
 
     def client(self) -> RedisCluster:
-        return RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", n.port) for n in self.nodes[:3]])
+        tls = self.tls.client_options() if self.tls else {}
+        return RedisCluster(startup_nodes=[ClusterNode("127.0.0.1", n.port) for n in self.nodes[:3]],
+                            **tls)  # type: ignore[arg-type]
 
     def node_of(self, key: str) -> Node:
         """The node that holds `key`'s slot as its primary now."""

@@ -11,10 +11,11 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from helpers import manifest
-from topologies import Certificates, Node, SentinelSet, tls_redis_server
+from topologies import Certificates, ClusterSet, Node, SentinelSet, tls_redis_server
 
 from workerpool import Queue
 
@@ -22,6 +23,7 @@ from .test_cli import cli
 
 pytestmark = pytest.mark.slow
 PASSWORD = "s3cret-tls"
+T = TypeVar("T", SentinelSet, ClusterSet)
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,15 @@ def tls_server(tmp_path: Path, certs: Certificates) -> Iterator[Node]:
 
 @pytest.fixture
 def tls_sentinels(tmp_path: Path, certs: Certificates) -> Iterator[SentinelSet]:
-    topology = SentinelSet(tmp_path / "sentinel", tls=certs)
+    yield from _running(SentinelSet(tmp_path / "sentinel", tls=certs))
+
+
+@pytest.fixture
+def tls_cluster(tmp_path: Path, certs: Certificates) -> Iterator[ClusterSet]:
+    yield from _running(ClusterSet(tmp_path / "cluster", tls=certs))
+
+
+def _running(topology: T) -> Iterator[T]:
     try:
         yield topology.start()
     finally:
@@ -87,9 +97,31 @@ def test_a_pool_serves_over_tls_through_tls_sentinels(tls_sentinels, start_pool)
     assert "processed      20" in out and "master " in out, out
 
 
+def test_pools_serve_over_tls_on_a_tls_cluster(tls_cluster, start_pool):
+    """Two queues on two different primaries: the client follows the slots over TLS too."""
+    assert tls_cluster.url.startswith("rediss+cluster://")
+    queues = ["tls-a", "tls-b"]
+    assert tls_cluster.node_of(queues[0]).port != tls_cluster.node_of(queues[1]).port
+    for queue in queues:
+        out = _serve_and_report(tls_cluster.url, start_pool, queue)
+        assert "processed      20" in out and "master " in out, out
+
+
 def test_a_wrong_ca_is_refused_in_one_line(tls_server, certs):
     done = cli("stats", "--queue", "tls", url=_url(tls_server, certs, ca=certs.other_ca))
     assert done.returncode == 1, done.stdout
     assert done.stderr.startswith("Error: Redis at rediss://:***@") and done.stderr.count("\n") == 1
     assert "certificate verify failed" in done.stderr and "Traceback" not in done.stderr
     assert PASSWORD not in done.stderr
+
+
+@pytest.mark.parametrize(("url", "named"), [
+    ("redis+sentinel://s1:26379/svc?ssl_ca_certs=/ca.crt", "ssl_ca_certs only with rediss+sentinel://"),
+    ("redis+cluster://n1:7000?sentinel_ssl=false", "sentinel_ssl only with rediss+cluster://"),
+    ("rediss+sentinel://s1:26379/svc?sentinel_ssl=maybe", "sentinel_ssl: true or false, not 'maybe'"),
+    ("rediss+cluster://n1:7000?ssl_check_hostname=2&ssl_password=k3y", "ssl_check_hostname: true or false"),
+])
+def test_tls_options_that_would_be_ignored_or_misread_are_refused(url, named):
+    done = cli("stats", "--queue", "q", "--redis-url", url)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert named in done.stderr and "Traceback" not in done.stderr and "k3y" not in done.stderr
