@@ -38,11 +38,13 @@ ALLOWED = ("a URL starting with redis://, rediss://, unix://, redis+sentinel://,
 WAIT_TIMEOUT_MS = 100  # default ?wait_timeout_ms: a replica on the same network acks in ~1 ms
 _WAIT_MAX = 100_000
 _SENTINEL_PORT = 26379
+_REDIS_PORT = 6379
 # redis-py's TLS keyword arguments a +sentinel / +cluster URL may carry in its query (the plain
 # forms hand the whole URL to redis-py, which reads them itself)
 SSL_OPTIONS = ("ssl_ca_certs", "ssl_ca_path", "ssl_ca_data", "ssl_certfile", "ssl_keyfile",
                "ssl_password", "ssl_cert_reqs", "ssl_check_hostname")
-_REDIS_PORT = 6379
+_CERT_REQS = ("none", "optional", "required")  # ssl_cert_reqs: redis-py's names
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,15 +152,19 @@ def _ssl_options(where: str, url: str, tls: bool, kind: str,
     """redis-py's ssl_* arguments from the query, and whether the sentinels speak TLS."""
     ssl: dict[str, Any] = {k: v for k, v in query.items() if k in SSL_OPTIONS}
     given = [k for k in query if k in SSL_OPTIONS or k == "sentinel_ssl"]
-    if given and not tls:
+    if "sentinel_ssl" in query and kind != "sentinel":
+        raise SpecError(where, redact(url), "sentinel_ssl only with rediss+sentinel://")
+    if given and not tls:  # redis-py would ignore them: a user would believe TLS is on
         raise SpecError(where, redact(url), f"{given[0]} only with rediss+{kind}:// (TLS)")
+    if ssl.get("ssl_cert_reqs", "none") not in _CERT_REQS:
+        raise SpecError(where, redact(url), f"ssl_cert_reqs: one of {', '.join(_CERT_REQS)}")
     flags = {k: query[k].lower() for k in ("ssl_check_hostname", "sentinel_ssl") if k in query}
     for k, v in flags.items():
-        if v not in ("true", "false", "yes", "no", "1", "0"):
+        if v not in _TRUE + _FALSE:
             raise SpecError(where, redact(url), f"{k}: true or false, not {v!r}")
     if "ssl_check_hostname" in flags:
-        ssl["ssl_check_hostname"] = flags["ssl_check_hostname"] in ("true", "yes", "1")
-    return ssl, tls and kind == "sentinel" and flags.get("sentinel_ssl", "true") in ("true", "yes", "1")
+        ssl["ssl_check_hostname"] = flags["ssl_check_hostname"] in _TRUE
+    return ssl, tls and kind == "sentinel" and flags.get("sentinel_ssl", "true") in _TRUE
 
 
 def _take_wait(where: str, url: str) -> tuple[str, dict[str, int]]:

@@ -1,6 +1,7 @@
-"""TLS: a pool, its producer and the CLI work over `rediss://` (one server) and
-`rediss+sentinel://` (TLS on the data nodes and on the sentinels), with mutual TLS and the CA
-given in the URL; a CA that did not sign the server's certificate is refused in one line.
+"""TLS: a pool, its producer and the CLI work over `rediss://` (one server),
+`rediss+sentinel://` (TLS on the data nodes and on the sentinels) and `rediss+cluster://`, with
+mutual TLS and the CA given in the URL; a CA that did not sign the server's certificate, and TLS
+options that would be ignored or misread, are refused in one line.
 
 The servers listen on a TLS port only (plain port 0), so nothing can pass in clear text.
 """
@@ -117,7 +118,9 @@ def test_a_wrong_ca_is_refused_in_one_line(tls_server, certs):
 
 @pytest.mark.parametrize(("url", "named"), [
     ("redis+sentinel://s1:26379/svc?ssl_ca_certs=/ca.crt", "ssl_ca_certs only with rediss+sentinel://"),
-    ("redis+cluster://n1:7000?sentinel_ssl=false", "sentinel_ssl only with rediss+cluster://"),
+    ("redis+cluster://n1:7000?ssl_certfile=/c.crt", "ssl_certfile only with rediss+cluster://"),
+    ("rediss+cluster://n1:7000?sentinel_ssl=false", "sentinel_ssl only with rediss+sentinel://"),
+    ("rediss+cluster://n1:7000?ssl_cert_reqs=strict", "ssl_cert_reqs: one of none, optional, required"),
     ("rediss+sentinel://s1:26379/svc?sentinel_ssl=maybe", "sentinel_ssl: true or false, not 'maybe'"),
     ("rediss+cluster://n1:7000?ssl_check_hostname=2&ssl_password=k3y", "ssl_check_hostname: true or false"),
 ])
