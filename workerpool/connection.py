@@ -11,6 +11,11 @@ The Sentinel and Cluster forms use redis-py's own `Sentinel` and `RedisCluster` 
 find the primary (or the slot's node) and follow a failover; we write no discovery of our own.
 User and password are those of the Redis servers; `sentinel_password` (and `sentinel_username`)
 those of the sentinels, when they have their own.
+
+TLS (`rediss…`) takes redis-py's own `ssl_*` query parameters in every form, for instance
+`?ssl_ca_certs=/etc/redis-ca.crt` (the CA that signed the servers' certificates) and, for mutual
+TLS, `&ssl_certfile=…&ssl_keyfile=…`. `rediss+sentinel://` speaks TLS with the same settings to
+the sentinels too, unless `sentinel_ssl=false` (sentinels on a plain port).
 """
 
 from __future__ import annotations
@@ -34,6 +39,12 @@ WAIT_TIMEOUT_MS = 100  # default ?wait_timeout_ms: a replica on the same network
 _WAIT_MAX = 100_000
 _SENTINEL_PORT = 26379
 _REDIS_PORT = 6379
+# redis-py's TLS keyword arguments a +sentinel / +cluster URL may carry in its query (the plain
+# forms hand the whole URL to redis-py, which reads them itself)
+SSL_OPTIONS = ("ssl_ca_certs", "ssl_ca_path", "ssl_ca_data", "ssl_certfile", "ssl_keyfile",
+               "ssl_password", "ssl_cert_reqs", "ssl_check_hostname")
+_CERT_REQS = ("none", "optional", "required")  # ssl_cert_reqs: redis-py's names
+_TRUE, _FALSE = ("true", "yes", "1"), ("false", "no", "0")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +60,8 @@ class RedisTarget:
     username: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
     sentinel_auth: dict[str, str] = field(default_factory=dict, repr=False)
+    ssl: dict[str, Any] = field(default_factory=dict, repr=False)  # may carry ssl_password
+    sentinel_tls: bool = False  # rediss+sentinel: the sentinels speak TLS too
     # ?wait_replicas=N: enqueues and acknowledgements wait (WAIT) until N replicas have them,
     # or ?wait_timeout_ms=T passed; narrows what a failover can lose (README: Production Redis)
     wait_replicas: int = 0
@@ -71,8 +84,7 @@ class RedisTarget:
             return redis.Redis.from_url(self.url, **options)
         auth: dict[str, Any] = {k: v for k, v in (("username", self.username),
                                                    ("password", self.password)) if v}
-        if self.tls:
-            auth["ssl"] = True
+        tls: dict[str, Any] = {"ssl": True, **self.ssl} if self.tls else {}
         if self.kind == "sentinel":
             # redis-py's single-connection client reconnects to the address it had (it skips
             # the Sentinel connection's connect(), which asks the sentinels): it would never
@@ -81,15 +93,16 @@ class RedisTarget:
             sentinel_options = {k: v for k, v in options.items()
                                 if k in ("socket_timeout", "socket_connect_timeout")}
             sentinel = Sentinel(  # type: ignore[no-untyped-call]
-                list(self.hosts), sentinel_kwargs={**sentinel_options, **self.sentinel_auth},
+                list(self.hosts), sentinel_kwargs={**sentinel_options, **self.sentinel_auth,
+                                                   **(tls if self.sentinel_tls else {})},
                 **sentinel_options)
             client: redis.Redis = sentinel.master_for(  # type: ignore[no-untyped-call]
-                self.service, db=self.db, **auth, **options)
+                self.service, db=self.db, **auth, **tls, **options)
             return client
         options.pop("single_connection_client", None)  # a cluster client holds one per node
         nodes = [ClusterNode(host, port) for host, port in self.hosts]  # type: ignore[no-untyped-call]
         try:
-            return RedisCluster(startup_nodes=nodes, **auth, **options)  # type: ignore[return-value]
+            return RedisCluster(startup_nodes=nodes, **auth, **tls, **options)  # type: ignore[return-value]
         except redis.exceptions.RedisClusterException as e:  # not a RedisError: callers that
             raise redis.ConnectionError(str(e)) from None  # ride out outages would crash on it
 
@@ -127,10 +140,31 @@ def parse_redis_url(where: str, url: Any) -> RedisTarget:
                      if k in ("sentinel_username", "sentinel_password")}
     if kind == "cluster" and wait.get("wait_replicas"):
         raise SpecError(where, redact(url), "no wait_replicas with Redis Cluster (not supported yet)")
+    ssl, sentinel_tls = _ssl_options(where, url, base == "rediss", kind, query)
     return RedisTarget(kind, url, hosts, service, db, base == "rediss",
                        urllib.parse.unquote(username) or None, urllib.parse.unquote(password) or None,
-                       sentinel_auth, wait.get("wait_replicas", 0),
+                       sentinel_auth, ssl, sentinel_tls, wait.get("wait_replicas", 0),
                        wait.get("wait_timeout_ms", WAIT_TIMEOUT_MS))
+
+
+def _ssl_options(where: str, url: str, tls: bool, kind: str,
+                 query: dict[str, str]) -> tuple[dict[str, Any], bool]:
+    """redis-py's ssl_* arguments from the query, and whether the sentinels speak TLS."""
+    ssl: dict[str, Any] = {k: v for k, v in query.items() if k in SSL_OPTIONS}
+    given = [k for k in query if k in SSL_OPTIONS or k == "sentinel_ssl"]
+    if "sentinel_ssl" in query and kind != "sentinel":
+        raise SpecError(where, redact(url), "sentinel_ssl only with rediss+sentinel://")
+    if given and not tls:  # redis-py would ignore them: a user would believe TLS is on
+        raise SpecError(where, redact(url), f"{given[0]} only with rediss+{kind}:// (TLS)")
+    if ssl.get("ssl_cert_reqs", "none") not in _CERT_REQS:
+        raise SpecError(where, redact(url), f"ssl_cert_reqs: one of {', '.join(_CERT_REQS)}")
+    flags = {k: query[k].lower() for k in ("ssl_check_hostname", "sentinel_ssl") if k in query}
+    for k, v in flags.items():
+        if v not in _TRUE + _FALSE:
+            raise SpecError(where, redact(url), f"{k}: true or false, not {v!r}")
+    if "ssl_check_hostname" in flags:
+        ssl["ssl_check_hostname"] = flags["ssl_check_hostname"] in _TRUE
+    return ssl, tls and kind == "sentinel" and flags.get("sentinel_ssl", "true") in _TRUE
 
 
 def _take_wait(where: str, url: str) -> tuple[str, dict[str, int]]:
