@@ -65,6 +65,16 @@ def start_pool(tmp_path: Path, redis_url: str) -> Iterator[Callable[..., Running
         pool.kill()
 
 
+@pytest.fixture
+def ledger(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
+    """Where tests/ledger_handlers.py note what ran: the tests' own server, which no failover
+    of the Redis under test touches."""
+    monkeypatch.setenv("LEDGER_URL", redis_url)
+    client = redis.Redis.from_url(redis_url)
+    yield client
+    client.close()
+
+
 @pytest.fixture(autouse=True)
 def no_leftover_children() -> Iterator[None]:
     """A test that leaves a child process behind fails (after a short grace to exit)."""

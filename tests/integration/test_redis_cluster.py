@@ -13,7 +13,6 @@ import time
 from collections.abc import Iterator
 
 import pytest
-import redis
 from helpers import ROOT, TESTS, manifest, wait_until
 from ledger_handlers import served
 from topologies import ClusterSet
@@ -36,14 +35,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterSet]:
         yield topology.start()
     finally:
         topology.stop()
-
-
-@pytest.fixture
-def ledger(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
-    monkeypatch.setenv("LEDGER_URL", redis_url)
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 def queues_on_each_primary(cluster: ClusterSet, stem: str) -> list[str]:

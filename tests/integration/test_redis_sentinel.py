@@ -35,15 +35,6 @@ def sentinels(tmp_path: Path) -> Iterator[SentinelSet]:
         topology.stop()
 
 
-@pytest.fixture
-def ledger(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
-    """The handlers' notes live on the tests' own server, which no failover touches."""
-    monkeypatch.setenv("LEDGER_URL", redis_url)
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
-
-
 def _enqueue_replicated(sentinels: SentinelSet, n: int, s: float) -> None:
     q = Queue("failover", redis_url=sentinels.url)
     q.enqueue_many({"n": i, "s": s} for i in range(n))
