@@ -219,8 +219,10 @@ class ClusterSet:
         addresses = [f"127.0.0.1:{n.port}" for n in self.nodes]
         tls = (["--tls", "--cacert", str(self.tls.ca), "--cert", str(self.tls.cert), "--key",
                 str(self.tls.key)] if self.tls else [])
-        # the redis-cli beside the TLS build: the one on PATH may lack --tls
-        cli = str(Path(tls_redis_server() or "").with_name("redis-cli")) if self.tls else "redis-cli"
+        # the redis-cli of the server's own build: the one on PATH may lack --tls, and a 6.2 one
+        # would CLUSTER MEET at port + 10000, not at our cluster-port (the cluster never joins)
+        server = tls_redis_server() if self.tls else modern_redis_server()
+        cli = str(Path(server or "").with_name("redis-cli"))
         subprocess.run([cli, *tls, "--cluster", "create", *addresses, "--cluster-replicas",
                         "1", "--cluster-yes"], check=True, capture_output=True, timeout=60)
         client = self.nodes[0].client()
