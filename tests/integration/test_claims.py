@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 from helpers import manifest, wait_until
 
@@ -40,7 +41,11 @@ def test_a_worker_of_slow_tasks_holds_only_the_one_it_runs(start_pool, redis_url
     q = Queue("slow", client=r)
     q.enqueue_many({"n": n, "tag": "slow", "s": 0.05} for n in range(40))
     most = 0
+    deadline = time.monotonic() + 60
+    # sample the processing lists as fast as we can until every task is done (a wait on a
+    # condition with a deadline; sampling, not sleeping, so no second task slips by unseen)
     while int(r.hget(Keys("slow").stats, "processed") or 0) < 40:
+        assert time.monotonic() < deadline, "timed out after 60 s waiting for 40 tasks"
         for key in r.scan_iter(Keys("slow").processing("*")):
             most = max(most, r.llen(key))
     assert most == 1
