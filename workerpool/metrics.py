@@ -60,6 +60,12 @@ class ChildSource(Protocol):
 
 
 class UpkeepSource(Protocol):
+    """A pool's Redis side (master/upkeep.py's Upkeep)."""
+
+    @property
+    def redis(self) -> redis.Redis: ...
+    @property
+    def keys(self) -> Keys: ...
     @property
     def redis_ok(self) -> bool: ...
     @property
@@ -71,10 +77,6 @@ class PoolSource(Protocol):
 
     @property
     def spec(self) -> PoolSpec: ...
-    @property
-    def keys(self) -> Keys: ...
-    @property
-    def redis(self) -> redis.Redis: ...
     @property
     def slots(self) -> SlotTable: ...
     @property
@@ -142,14 +144,15 @@ def read_queue(pool: PoolSource) -> dict[str, float] | None:
     None when Redis is unreachable (the error is counted); skipped while the master already
     knows Redis is down, so a scrape never waits on a dead server's timeouts.
     """
-    if not pool.upkeep.redis_ok:
+    upkeep = pool.upkeep
+    if not upkeep.redis_ok:
         return None
     try:
-        pipe = pool.redis.pipeline(transaction=False)
+        pipe = upkeep.redis.pipeline(transaction=False)
         pipe.llen(pool.spec.queue)
         pipe.lindex(pool.spec.queue, 0)
-        pipe.zcard(pool.keys.delayed)
-        pipe.llen(pool.keys.dead)
+        pipe.zcard(upkeep.keys.delayed)
+        pipe.llen(upkeep.keys.dead)
         backlog, head, delayed, dead = pipe.execute()
     except REDIS_ERRORS as e:
         pool.ledger.redis_error(e)

@@ -53,7 +53,7 @@ from workerpool.cli import main
 original = pool.Pool.tick
 def tick(self, now):
     original(self, now)
-    if self.redis.exists("explode"):
+    if self.upkeep.redis.exists("explode"):
         raise RuntimeError("boom\\nsecond line")
 pool.Pool.tick = tick
 sys.argv = ["workerpool", "run", sys.argv[1]]

@@ -1,20 +1,20 @@
-"""One pool inside the master: its workers, its Redis upkeep and its scaling."""
+"""One pool inside the master: its workers — fork, retire, reap, murder, scale, reload.
+
+Its Redis side (backlog, heartbeats, recovery) is master/upkeep.py's `Upkeep`."""
 
 from __future__ import annotations
 
 import gc
-import json
 import logging
 import os
 import random
-import re
 import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from .. import logs, protocol
+from .. import logs
 from ..ledger import Ledger, exit_reason
 from ..process import (
     CLEAN_EXITS,
@@ -26,20 +26,17 @@ from ..process import (
     prefer_oom_kill,
     set_title,
 )
-from ..protocol import Keys
-from ..queue import connect
-from ..redis_errors import REDIS_ERRORS, Trouble, drop_stale_connections, is_transient
 from ..slots import SlotTable, SlotView
 from ..spec import LIVE_FIELDS, PoolSpec
 from ..worker import REPORTING_POSITION, Worker, WorkerConfig, error_handler_limit_s, run_worker
 from ..worker.handler import load
-from .scaling import Bounds, Decision, Observed, decide
+from .scaling import Bounds, Observed, decide
+from .upkeep import Upkeep
 
 HARD_KILL_GRACE_S = 5.0  # past taskTimeoutSeconds + this, a worker whose alarm did not work is killed
 CRASH_WINDOW_S = 10.0  # a worker that dies younger than this counts toward a crash loop
 CRASH_BACKOFF_FIRST_S = 0.1  # the second fork of a crash loop waits this; each later one doubles
 CRASH_BACKOFF_MAX_S = 30.0
-ORPHAN_SWEEP_INTERVAL_S = 30.0  # how often processing lists with no live owner are looked for
 
 
 @dataclass(slots=True)
@@ -55,25 +52,8 @@ class Child:
     killed_for: KillReason | None = None
 
 
-@dataclass(slots=True)
-class Upkeep:
-    """Redis-side state of a pool that survives an outage."""
-
-    backlog: int = 0
-    redis_ok: bool = True
-    next_heartbeat: float = 0.0
-    next_sweep: float = 0.0
-    recoveries: list[tuple[str, int]] = field(default_factory=list)
-    # After an outage (a failover), other masters' heartbeats look expired until they too have
-    # reconnected: their workers are alive, so nothing is recovered before this (monotonic).
-    trust_expiry_at: float = 0.0
-    # one backoff per step: a key a user broke (WRONGTYPE on the queue) stops only its step
-    trouble: dict[str, Trouble] = field(default_factory=dict)
-    retry_at: dict[str, float] = field(default_factory=dict)
-
-
 class Pool:
-    """Keeps one WorkerPool's workers: forks, retires, reaps, recovers and publishes."""
+    """Keeps one WorkerPool's workers: forks, retires, reaps, kills the overdue and scales."""
 
     def __init__(self, spec: PoolSpec, redis_url: str, slots: SlotTable, master_id: str,
                  child_setup: Callable[[], None], nudge_fd: int = -1) -> None:
@@ -82,24 +62,18 @@ class Pool:
         self.redis_url = redis_url
         self.handler = load(spec.handler)
         self.error_handler = load(spec.error_handler, "spec.errorHandler") if spec.error_handler else None
-        self.keys = Keys(spec.queue)
         self.slots = slots
         self.master_id = master_id
         self.master_pid = os.getpid()
         self.child_setup = child_setup
         self.children: dict[int, Child] = {}
-        self.redis = connect(redis_url, socket_timeout=2.0)
-        self.promote = self.redis.register_script(protocol.PROMOTE)
-        self.recover = self.redis.register_script(protocol.RECOVER)
-        self.upkeep = Upkeep()
+        self.ledger = Ledger()  # counters for /metrics that outlive the workers
+        self.upkeep = Upkeep(redis_url, spec.queue, master_id, self.ledger)
         self.crash_streak = 0
         self.crashes = 0  # workers that died abnormally, since the master started
         self.last_crash = ""
         self.respawn_after = 0.0
         self.draining = False
-        self.ledger = Ledger()  # counters for /metrics that outlive the workers
-
-    # --- workers ------------------------------------------------------------------------
 
     def live(self, role: Role) -> list[Child]:
         return [c for c in self.children.values() if c.role == role and not c.retiring]
@@ -185,7 +159,7 @@ class Pool:
     def on_exit(self, pid: int, status: int) -> bool:
         """A child was reaped: log, queue its tasks for recovery; True if it could not boot."""
         child = self.children.pop(pid)
-        self.upkeep.next_heartbeat = 0.0
+        self.upkeep.publish_soon()
         seen = self.slots.read(child.slot)
         # a worker that exits while its slot says busy died inside a task, whatever its exit
         # code (user code may call os._exit(0)): that is a crash, and the task is charged
@@ -202,8 +176,7 @@ class Pool:
         logs.event("worker exited", level=level, worker_role=child.role, worker=pid,
                    reason=reason)
         charge = seen.position if lost else -1
-        self.upkeep.recoveries.append((child.worker_id, charge))
-        self.try_recover_pending()  # if Redis is down, the next ticks retry
+        self.upkeep.return_tasks(child.worker_id, charge)  # if Redis is down, later ticks retry
         if not clean and child.killed_for is not KillReason.SHUTDOWN:
             self.crashes += 1
             self.last_crash = reason
@@ -224,16 +197,13 @@ class Pool:
             logs.event("workers crash-looping, backing off", level=logging.WARNING,
                        crashes=self.crash_streak, next_fork_in_s=round(delay, 2))
 
-    # --- the tick -----------------------------------------------------------------------
-
     def tick(self, now: float) -> None:
-        """Poll Redis, then scale; an unreachable Redis only pauses the temporaries."""
-        self._poll(now)
-        self._enforce_hard_timeouts(now)
+        """One master tick for this pool: read Redis, kill the overdue, scale, publish."""
+        self.upkeep.poll(now)
+        self.murder_overdue(now)
         if not self.draining:
-            seen = self.observe()
-            # the crash backoff holds back every fork: temporaries crash-loop as well
-            self.apply(decide(seen, self._bounds(), now >= self.respawn_after), seen)
+            self.scale(now)
+        self.upkeep.publish(now, self.published, [c.worker_id for c in self.children.values()])
 
     def observe(self) -> Observed:
         views = [self.slots.read(c.slot) for c in self.children.values() if not c.retiring]
@@ -246,10 +216,12 @@ class Pool:
         """Tasks wait or run: the master then polls faster (see ACTIVE_POLL_INTERVAL_S)."""
         return self.upkeep.backlog > 0 or any(self.slots.read(c.slot).busy for c in self.children.values())
 
-    def _bounds(self) -> Bounds:
-        return Bounds(self.spec.min_workers, self.spec.max_workers, self.spec.scale_up_backlog)
-
-    def apply(self, d: Decision, seen: Observed) -> None:
+    def scale(self, now: float) -> None:
+        """Fork or retire to what `decide` asks; the crash backoff holds back every fork
+        (temporaries crash-loop as well)."""
+        seen = self.observe()
+        bounds = Bounds(self.spec.min_workers, self.spec.max_workers, self.spec.scale_up_backlog)
+        d = decide(seen, bounds, now >= self.respawn_after)
         if d.fork_temporary:
             logs.event("scaling up", waiting=seen.waiting, busy=seen.busy,
                        forking=d.fork_temporary)
@@ -262,7 +234,7 @@ class Pool:
         if d.retire_temporary:
             self.retire(Role.TEMPORARY, d.retire_temporary)
 
-    def _enforce_hard_timeouts(self, now: float) -> None:
+    def murder_overdue(self, now: float) -> None:
         """SIGKILL a worker whose task (or errorHandler, slot position -1) outlived its limit
         and the alarm did not stop it (user code that blocks or ignores SIGALRM)."""
         for child in self.children.values():
@@ -275,138 +247,6 @@ class Pool:
                 child.killed_for = KillReason.ERROR_HANDLER_TIMEOUT if reporting else KillReason.TASK_TIMEOUT
                 _kill(child.pid, signal.SIGKILL)
 
-    def _poll(self, now: float) -> None:
-        """The Redis upkeep of one tick, step by step; a failing step backs off on its own."""
-        steps: list[tuple[str, str, Callable[[], None]]] = [("poll", self.spec.queue, self._read_backlog)]
-        if now >= self.upkeep.next_heartbeat:
-            steps.append(("heartbeat", self.keys.alive, self.heartbeat))
-        if now >= self.upkeep.next_sweep:
-            steps.append(("sweep", self.keys.processing("*"), self.sweep_orphans))
-        if self.upkeep.recoveries:
-            steps.append(("recover", self.spec.queue, self._recover_pending))
-        for name, key, step in steps:
-            if not self._run_step(name, key, step, now):
-                break
-        else:
-            self._redis_ok()
-        if now >= self.upkeep.next_heartbeat:
-            self.upkeep.next_heartbeat = now + protocol.HEARTBEAT_INTERVAL_S
-        if now >= self.upkeep.next_sweep:
-            self.upkeep.next_sweep = now + ORPHAN_SWEEP_INTERVAL_S
-
-    def _read_backlog(self) -> None:
-        self.upkeep.backlog = int(self.promote([self.keys.delayed, self.spec.queue],
-                                               [protocol.now_ms(), protocol.PROMOTE_BATCH]))
-
-    def _run_step(self, name: str, key: str, step: Callable[[], None], now: float) -> bool:
-        """Run one upkeep step unless it is backing off; False if Redis is unreachable."""
-        if now < self.upkeep.retry_at.get(name, 0.0):
-            return True
-        trouble = self.upkeep.trouble.setdefault(name, Trouble(name))
-        try:
-            step()
-        except Exception as e:  # a Redis error, or a reply we did not expect (never fatal)
-            self.upkeep.retry_at[name] = now + trouble.failed(e, _command_of(e, name), key)
-            drop_stale_connections(self.redis, e)  # READONLY: find the new primary
-            self.ledger.redis_error(e)
-            if is_transient(e):
-                self._redis_failed()
-                return False
-            return True
-        trouble.succeeded()
-        return True
-
-    def _redis_ok(self) -> None:
-        if not self.upkeep.redis_ok:
-            logs.event("redis is back; scale-up resumes", queue=self.spec.queue)
-            self.upkeep.trust_expiry_at = time.monotonic() + protocol.HEARTBEAT_TTL_S
-        self.upkeep.redis_ok = True
-
-    def _redis_failed(self) -> None:
-        if self.upkeep.redis_ok:
-            logs.event("redis unavailable; keeping the workers, pausing scale-up",
-                       level=logging.WARNING, queue=self.spec.queue)
-        self.upkeep.redis_ok = False
-
-    # --- heartbeats, publishing, recovery -------------------------------------------------
-
-    def heartbeat(self) -> None:
-        """Refresh our entries in Keys.alive, publish our numbers, recover the expired."""
-        now = protocol.now_ms()
-        deadline = now + int(protocol.HEARTBEAT_TTL_S * 1000)
-        members = {f"m:{self.master_id}": deadline}
-        members.update({f"w:{c.worker_id}": deadline for c in self.children.values()})
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.zadd(self.keys.alive, members)
-        pipe.hset(self.keys.masters, self.master_id, json.dumps(self.published()))
-        pipe.zrangebyscore(self.keys.alive, "-inf", now)
-        expired = pipe.execute()[2]
-        if self._expiry_trusted():
-            for member in expired:
-                self._recover_expired(member)
-
-    def _expiry_trusted(self) -> bool:
-        """False during an outage and for one heartbeat TTL after it (see Upkeep)."""
-        return self.upkeep.redis_ok and time.monotonic() >= self.upkeep.trust_expiry_at
-
-    def sweep_orphans(self) -> None:
-        """Recover processing lists whose worker is in no master's heartbeats at all.
-
-        The safety net behind heartbeat expiry: whatever left a list behind (a crash at the
-        worst moment, a flushed heartbeat set), its tasks go back to the queue.
-        """
-        if not self._expiry_trusted():
-            return
-        prefix = self.keys.processing("")
-        pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"  # queue names may hold glob characters
-        for key in self.redis.scan_iter(match=pattern, count=500):
-            member = b"w:" + key[len(prefix.encode()):]
-            if self.redis.zscore(self.keys.alive, member) is None:
-                self._recover_expired(member)
-
-    def _recover_expired(self, member: bytes) -> None:
-        """Recover what a vanished worker held, or forget a vanished master.
-
-        Bytes throughout: a name written by hand need not be UTF-8, and must neither stop the
-        recovery of the others nor stay behind."""
-        kind, _, ident = member.partition(b":")
-        if kind == b"w":
-            processing = self.keys.processing("").encode() + ident
-            moved = self.recover([processing, self.spec.queue, self.keys.seq],
-                                 [0, protocol.ENVELOPE_PREFIX])
-            if moved:
-                logs.event("recovered tasks of a vanished worker", level=logging.WARNING,
-                           worker_id=ident.decode("utf-8", "backslashreplace"), tasks=moved)
-        else:
-            self.redis.hdel(self.keys.masters, ident)
-        self.redis.zrem(self.keys.alive, member)
-
-    def _recover_pending(self) -> None:
-        while self.upkeep.recoveries:
-            worker_id, charge = self.upkeep.recoveries[0]
-            moved = self.recover([self.keys.processing(worker_id), self.spec.queue, self.keys.seq],
-                                 [charge, protocol.ENVELOPE_PREFIX])
-            self.redis.zrem(self.keys.alive, f"w:{worker_id}")
-            self.upkeep.recoveries.pop(0)
-            if moved:
-                logs.event("returned tasks to the queue", worker_id=worker_id, tasks=moved,
-                           charged_attempt=charge >= 0)
-
-    def try_recover_pending(self) -> bool:
-        """Recover what exited workers held; False if Redis did not take it."""
-        return self._run_step("recover", self.spec.queue, self._recover_pending, time.monotonic()) and \
-            not self.upkeep.recoveries
-
-    def withdraw(self) -> None:
-        """Remove this master's entry (clean stop), so `stats` stops showing it at once."""
-        try:
-            pipe = self.redis.pipeline(transaction=False)
-            pipe.zrem(self.keys.alive, f"m:{self.master_id}")
-            pipe.hdel(self.keys.masters, self.master_id)
-            pipe.execute()
-        except REDIS_ERRORS:
-            pass  # the entry expires by itself
-
     def published(self) -> dict[str, object]:
         """The numbers `workerpool stats` and the operator read."""
         now = time.monotonic()
@@ -417,8 +257,6 @@ class Pool:
                 "busy": sum(1 for w in workers if w["busy"]), "workers": workers,
                 "crashes": self.crashes, "last_crash": self.last_crash,
                 "updated_at": time.time()}
-
-    # --- reload -------------------------------------------------------------------------
 
     def update(self, spec: PoolSpec) -> None:
         """Apply a changed spec (SIGHUP): sizes at once; anything else by replacing workers."""
@@ -451,14 +289,6 @@ def crash_backoff_s(streak: int) -> float:
     thousand crashes would die of the thousand-and-first), and the cap is reached long before.
     """
     return min(CRASH_BACKOFF_MAX_S, CRASH_BACKOFF_FIRST_S * 2.0 ** min(max(streak - 1, 0), 16))
-
-
-def _command_of(exc: Exception, step: str) -> str:
-    """The command that failed, as redis-py names it inside a pipeline, else the step's."""
-    match = re.match(r"Command # \d+ \((\S+)", str(exc))
-    commands = {"poll": "PROMOTE", "heartbeat": "ZADD+HSET+ZRANGEBYSCORE",
-                "sweep": "SCAN+ZSCORE+RECOVER", "recover": "RECOVER"}
-    return match.group(1) if match else commands.get(step, step)
 
 
 def _kill(pid: int, sig: signal.Signals) -> None:

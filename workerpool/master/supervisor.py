@@ -240,12 +240,12 @@ class Master:
         """Return the last tasks to the queue, withdraw from Redis, log the exit."""
         give_up = time.monotonic() + RECOVERY_PATIENCE_S
         for pool in self._all_pools():
-            while not pool.try_recover_pending() and time.monotonic() < give_up:
+            while not pool.upkeep.try_recover_pending() and time.monotonic() < give_up:
                 self._wait(RECOVERY_RETRY_S)
             if pool.upkeep.recoveries:
                 logs.event("could not return tasks; the next master recovers them",
                            level=logging.ERROR, workers=len(pool.upkeep.recoveries))
-            pool.withdraw()
+            pool.upkeep.withdraw()
         self._stop_adopted()
         if self.metrics:
             self.metrics.shutdown()
@@ -331,8 +331,8 @@ class Master:
 
     def _drop_drained_pools(self) -> None:
         for pool in [p for p in self.retiring if not p.children]:
-            if pool.try_recover_pending():
-                pool.withdraw()
+            if pool.upkeep.try_recover_pending():
+                pool.upkeep.withdraw()
                 self.retiring.remove(pool)
 
 
