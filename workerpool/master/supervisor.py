@@ -1,7 +1,7 @@
 """The master: one single-threaded loop — wait → signals → reap → scale → publish.
 
-Signal handlers only wake the loop (signal.set_wakeup_fd writes the signal number to a pipe);
-all work happens in the loop, never inside a handler.
+Signal handlers only wake the loop (master/wakeup.py); all work happens in the loop, never
+inside a handler.
 """
 
 from __future__ import annotations
@@ -9,13 +9,10 @@ from __future__ import annotations
 import logging
 import os
 import random
-import select
 import signal
 import socket
 import time
 from collections.abc import Callable
-
-import psutil
 
 from .. import logs
 from ..errors import WorkerPoolError
@@ -25,7 +22,9 @@ from ..process import ExitCode, KillReason, become_subreaper, set_title
 from ..redis_errors import one_line
 from ..slots import SlotTable
 from ..spec import PoolSpec
+from .adopted import Adopted
 from .pool import Pool
+from .wakeup import Wakeup
 
 POLL_INTERVAL_S = 0.1  # how often an idle pool's backlog is read: a burst is seen within this
 # ... and a busy one's: tasks that wait behind long ones get a new worker this much sooner
@@ -33,10 +32,6 @@ POLL_INTERVAL_S = 0.1  # how often an idle pool's backlog is read: a burst is se
 ACTIVE_POLL_INTERVAL_S = 0.02
 RECOVERY_PATIENCE_S = 5.0  # at exit, how long to retry returning tasks to an unreachable Redis
 RECOVERY_RETRY_S = 0.5  # between those retries: ten tries in the patience, not a busy loop
-# At exit, processes we adopted (a handler's subprocesses, orphaned when their worker exited)
-# get this long after SIGTERM before SIGKILL: nothing the pool started outlives it.
-ADOPTED_GRACE_S = 2.0
-_HANDLED = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGCHLD, signal.SIGQUIT)
 
 
 def redis_url_of(spec: PoolSpec) -> str:
@@ -54,10 +49,8 @@ class Master:
                  metrics_address: str | None = None) -> None:
         self.master_id = f"{socket.gethostname()}-{os.getpid()}-{random.getrandbits(16):04x}"
         self.slots = SlotTable()
-        self._wake_r, self._wake_w = os.pipe()
-        # workers write here when work reaches an idle pool (Worker._nudge_master)
-        self._nudge_r, self._nudge_w = os.pipe()
-        self.nudged = False
+        self.wakeup = Wakeup()
+        self.nudged = False  # a worker got work while idle: tick now (see _loop)
         self.pools = {s.name: self._new_pool(s) for s in specs}
         self.retiring: list[Pool] = []  # pools replaced or removed on reload, draining
         self.reload_specs = reload
@@ -67,7 +60,7 @@ class Master:
         self.deadline = 0.0
         self.exit_code = 0
         self.failed = False  # the last-resort guard caught an error: draining without ticks
-        self.preexisting: set[int] = set()  # children we did not start (an embedded Redis)
+        self.adopted = Adopted()
         self.dispatch: dict[int, Callable[[], None]] = {
             signal.SIGTERM: self.stop, signal.SIGINT: self.stop, signal.SIGQUIT: self.kill_now,
             signal.SIGHUP: self.reload, signal.SIGCHLD: lambda: None,
@@ -75,56 +68,30 @@ class Master:
 
     def _new_pool(self, spec: PoolSpec) -> Pool:
         return Pool(spec, redis_url_of(spec), self.slots, self.master_id, self._child_setup,
-                    self._nudge_w)
+                    self.wakeup.nudge_fd)
 
     def _all_pools(self) -> list[Pool]:
         return [*self.pools.values(), *self.retiring]
 
-    # --- signals ------------------------------------------------------------------------
-
-    def _install_signals(self) -> None:
-        for fd in (self._wake_r, self._wake_w, self._nudge_r, self._nudge_w):
-            os.set_blocking(fd, False)
-        signal.set_wakeup_fd(self._wake_w, warn_on_full_buffer=False)
-        for sig in _HANDLED:
-            signal.signal(sig, _record_only)
-
     def _child_setup(self) -> None:
-        """Undo the master's signal plumbing in a freshly forked worker."""
-        signal.set_wakeup_fd(-1)
-        for sig in _HANDLED:
-            signal.signal(sig, signal.SIG_DFL)
-        os.close(self._wake_r)
-        os.close(self._wake_w)
-        os.close(self._nudge_r)  # (a worker keeps the write end: Worker._nudge_master)
+        """Undo the master's signal plumbing and close its files in a freshly forked worker."""
+        self.wakeup.undo_in_child()
         if self.metrics:
             self.metrics.close()  # the listening port is the master's alone
 
     def _wait(self, timeout: float) -> list[int]:
-        """Sleep until a signal arrives or `timeout` passes; return the signals received."""
+        """Sleep until a signal, a nudge or a scrape arrives or `timeout` passes; serve the
+        scrapes; return the signals received."""
         scrapes = self.metrics.fds() if self.metrics else []
-        try:
-            ready = select.select([self._wake_r, self._nudge_r, *scrapes], [], [], timeout)[0]
-        except InterruptedError:
-            ready = []
+        signals, ready, nudged = self.wakeup.wait(timeout, scrapes)
         if self.metrics:
             self.metrics.serve(ready)
-        if self._nudge_r in ready:
-            self.nudged = True
-            try:
-                os.read(self._nudge_r, 4096)
-            except BlockingIOError:
-                pass
-        try:
-            return list(os.read(self._wake_r, 512))
-        except BlockingIOError:
-            return []
-
-    # --- the loop -----------------------------------------------------------------------
+        self.nudged = self.nudged or nudged
+        return signals
 
     def run(self) -> int:
-        self._install_signals()
-        self.preexisting = {p.pid for p in psutil.Process().children()}
+        self.wakeup.install()
+        self.adopted.note_preexisting()
         become_subreaper()  # orphans of our workers (a handler's subprocesses) are ours to reap
         set_title("master pool=" + ",".join(self.pools))
         logs.event("master started", pools=",".join(self.pools), master_id=self.master_id)
@@ -198,8 +165,6 @@ class Master:
                 self.exit_code = ExitCode.CRASHED
                 self.stop()
 
-    # --- stopping -----------------------------------------------------------------------
-
     def stop(self) -> None:
         """First SIGTERM/SIGINT: drain. A second one: stop the workers at once."""
         if self.stopping:
@@ -246,50 +211,13 @@ class Master:
                 logs.event("could not return tasks; the next master recovers them",
                            level=logging.ERROR, workers=len(pool.upkeep.recoveries))
             pool.upkeep.withdraw()
-        self._stop_adopted()
+        self.adopted.stop(self._wait, self._reap, POLL_INTERVAL_S / 2)
         if self.metrics:
             self.metrics.shutdown()
         logs.event("master exiting", code=int(self.exit_code))
 
-    def _stop_adopted(self) -> None:
-        """TERM, then KILL, every descendant still here: we are a subreaper, so whatever a
-        handler started and left behind was handed to us when its worker exited."""
-        deadline = time.monotonic() + ADOPTED_GRACE_S
-        signalled: set[int] = set()
-        while left := self._adopted():
-            late = time.monotonic() >= deadline
-            if not signalled:
-                logs.event("stopping processes a handler left behind", level=logging.WARNING,
-                           pids=",".join(str(p.pid) for p in left))
-            for p in left:
-                if late or p.pid not in signalled:
-                    _signal(p, signal.SIGKILL if late else signal.SIGTERM)
-                    signalled.add(p.pid)
-            if time.monotonic() >= deadline + ADOPTED_GRACE_S:
-                logs.event("processes survived SIGKILL", level=logging.ERROR,
-                           pids=",".join(str(p.pid) for p in left))
-                return
-            self._wait(POLL_INTERVAL_S / 2)  # SIGCHLD wakes it
-            self._reap()
-
-    def _adopted(self) -> list[psutil.Process]:
-        try:
-            found = psutil.Process().children(recursive=True)
-        except psutil.Error:
-            return []
-        out = []
-        for p in found:
-            try:
-                if p.pid not in self.preexisting and p.status() != psutil.STATUS_ZOMBIE:
-                    out.append(p)
-            except psutil.Error:
-                continue
-        return out
-
     def _count(self) -> int:
         return sum(len(p.children) for p in self._all_pools())
-
-    # --- reload -------------------------------------------------------------------------
 
     def reload(self) -> None:
         """SIGHUP: re-read the manifests. Sizes apply at once; other changes roll the workers;
@@ -334,14 +262,3 @@ class Master:
             if pool.upkeep.try_recover_pending():
                 pool.upkeep.withdraw()
                 self.retiring.remove(pool)
-
-
-def _signal(p: psutil.Process, sig: signal.Signals) -> None:
-    try:
-        p.send_signal(sig)
-    except psutil.Error:
-        pass  # gone already
-
-
-def _record_only(signum: int, frame: object) -> None:
-    """Signal handler: nothing; set_wakeup_fd already wrote the signal number for the loop."""
