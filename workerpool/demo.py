@@ -20,6 +20,7 @@ from .errors import ResultTimeout, TaskFailed
 from .master import Master
 from .queue import Queue
 from .spec import parse_spec
+from .target import Target
 
 POOL = {"handler": "workerpool.demo:handle", "errorHandler": "workerpool.demo:report",
         "minWorkers": 3, "maxWorkers": 10, "idleTimeoutSeconds": 3, "maxRetries": 2,
@@ -43,11 +44,11 @@ def report(payload: Any, error: str, attempts: int) -> None:
 def run_demo(tasks: int, data_dir: str) -> int:
     embedded = EmbeddedRedis(data_dir).start()
     logs.event("embedded Redis started", url=embedded.url)
-    spec = parse_spec("demo", {**POOL, "queue": f"demo-{os.getpid()}"}).with_redis_url(embedded.url)
+    spec = parse_spec("demo", {**POOL, "queue": f"demo-{os.getpid()}"})
     producer = subprocess.Popen([sys.executable, "-m", "workerpool.demo", embedded.url, spec.queue,
                                  str(tasks), str(os.getpid())])
     try:
-        return Master([spec]).run()
+        return Master([(spec, Target(embedded.url))]).run()
     finally:
         if producer.poll() is None:
             producer.terminate()

@@ -10,8 +10,8 @@ from .errors import SpecError
 from .spec import PoolSpec, parse_manifest
 
 
-def load_file(path: str | Path, redis_url: str | None = None) -> list[PoolSpec]:
-    """Every WorkerPool in the file, validated; `redis_url` overrides spec.redis.url."""
+def load_file(path: str | Path) -> list[PoolSpec]:
+    """Every WorkerPool in the file, validated (where each runs is the runner's to resolve)."""
     path = Path(path)
     try:
         docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
@@ -22,7 +22,7 @@ def load_file(path: str | Path, redis_url: str | None = None) -> list[PoolSpec]:
     if not docs:
         raise SpecError(str(path), None, "the file holds no WorkerPool manifest")
     specs = [parse_manifest(doc, where=f"{path.name}[{i}]" if len(docs) > 1 else path.name)
-             .with_redis_url(redis_url) for i, doc in enumerate(docs)]
+             for i, doc in enumerate(docs)]
     names = [s.name for s in specs]
     for name in names:
         if names.count(name) > 1:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from .connection import parse_redis_url, redact
@@ -161,12 +161,6 @@ class PoolSpec:
         if self.retry_delay_s > self.retry_delay_max_s:
             raise SpecError("spec.retryDelaySeconds", self.retry_delay_s,
                             f"must not exceed spec.retryDelayMaxSeconds ({self.retry_delay_max_s})")
-
-    def with_redis_url(self, url: str | None) -> PoolSpec:
-        """A copy whose Redis URL is `url` (a flag or the environment overrides the file)."""
-        if not url:
-            return self
-        return replace(self, redis_url=_check_redis_url("--redis-url", url))
 
     def retry_delay(self, attempt: int, jitter: float) -> float:
         """Seconds before retry number `attempt` (1-based); `jitter` in [0, 1)."""

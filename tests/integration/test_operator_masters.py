@@ -10,6 +10,7 @@ from helpers import ROOT, TESTS, manifest
 
 from workerpool.operator.masters import Masters
 from workerpool.spec import parse_manifest
+from workerpool.target import Target
 
 
 def _masters_running(path: str) -> list[psutil.Process]:
@@ -33,7 +34,7 @@ def test_two_concurrent_starts_of_one_pool_leave_one_master(tmp_path, redis_url,
 
     def start() -> None:
         barrier.wait()
-        masters.start("ns/race", spec, redis_url)
+        masters.start("ns/race", spec, Target(redis_url))
 
     threads = [threading.Thread(target=start) for _ in range(2)]
     try:

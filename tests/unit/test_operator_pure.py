@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 import yaml
@@ -10,6 +11,7 @@ from helpers import ROOT
 from workerpool.operator import crd
 from workerpool.operator import status as st
 from workerpool.spec import FIELDS, manifest_of, parse_manifest
+from workerpool.target import Target
 
 DEPLOY = ROOT / "deploy"
 
@@ -35,7 +37,9 @@ def test_manifest_for_the_master_round_trips_without_the_url():
     spec = parse_manifest(doc)
     again = parse_manifest(manifest_of(spec))
     assert again.redis_url is None and "pw" not in str(manifest_of(spec))
-    assert again.with_redis_url(spec.redis_url) == spec
+    assert dataclasses.replace(again, redis_url=spec.redis_url) == spec
+    # where it runs travels beside the manifest, resolved once
+    assert Target.of(again, override=spec.redis_url) == Target("redis://:pw@h/0")
 
 
 def test_status_counts_only_our_master():
@@ -123,5 +127,5 @@ def test_a_pool_is_resolved_once_per_spec_and_again_after_an_edit():
     first = state.resolve("p", "ns", spec)
     assert state.resolve("p", "ns", dict(spec)) is first  # the same content: no new parse, no Secret read
     edited = state.resolve("p", "ns", {**spec, "minWorkers": 2})
-    assert edited is not first and edited[0].min_workers == 2 and edited[1] == "redis://:pw@h:1/0"
+    assert edited is not first and edited[0].min_workers == 2 and edited[1] == Target("redis://:pw@h:1/0")
     assert "pw" not in repr(state)

@@ -28,6 +28,7 @@ from ..process import (
 )
 from ..slots import SlotTable, SlotView
 from ..spec import LIVE_FIELDS, PoolSpec
+from ..target import Target
 from ..worker import REPORTING_POSITION, Worker, WorkerConfig, error_handler_limit_s, run_worker
 from ..worker.handler import load
 from .scaling import Bounds, Observed, decide
@@ -55,11 +56,12 @@ class Child:
 class Pool:
     """Keeps one WorkerPool's workers: forks, retires, reaps, kills the overdue and scales."""
 
-    def __init__(self, spec: PoolSpec, redis_url: str, slots: SlotTable, master_id: str,
+    def __init__(self, spec: PoolSpec, target: Target, slots: SlotTable, master_id: str,
                  child_setup: Callable[[], None], nudge_fd: int = -1) -> None:
         self.spec = spec
         self.nudge_fd = nudge_fd  # the write end of the master's nudge pipe, for the workers
-        self.redis_url = redis_url
+        self.target = target
+        self.redis_url = target.redis_url
         self.handler = load(spec.handler)
         self.error_handler = load(spec.error_handler, "spec.errorHandler") if spec.error_handler else None
         self.slots = slots
@@ -68,7 +70,7 @@ class Pool:
         self.child_setup = child_setup
         self.children: dict[int, Child] = {}
         self.ledger = Ledger()  # counters for /metrics that outlive the workers
-        self.upkeep = Upkeep(redis_url, spec.queue, master_id, self.ledger)
+        self.upkeep = Upkeep(target.redis_url, spec.queue, master_id, self.ledger)
         self.crash_streak = 0
         self.crashes = 0  # workers that died abnormally, since the master started
         self.last_crash = ""

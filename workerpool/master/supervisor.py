@@ -22,6 +22,7 @@ from ..process import ExitCode, KillReason, become_subreaper, set_title
 from ..redis_errors import one_line
 from ..slots import SlotTable
 from ..spec import PoolSpec
+from ..target import Target
 from .adopted import Adopted
 from .pool import Pool
 from .wakeup import Wakeup
@@ -34,24 +35,17 @@ RECOVERY_PATIENCE_S = 5.0  # at exit, how long to retry returning tasks to an un
 RECOVERY_RETRY_S = 0.5  # between those retries: ten tries in the patience, not a busy loop
 
 
-def redis_url_of(spec: PoolSpec) -> str:
-    if not spec.redis_url:
-        raise WorkerPoolError(f"pool {spec.name!r}: no Redis URL (spec.redis.url, --redis-url "
-                              "or REDIS_URL)")
-    return spec.redis_url
-
-
 class Master:
     """Supervises the pools of one process. `run()` returns the process exit code."""
 
-    def __init__(self, specs: list[PoolSpec],
-                 reload: Callable[[], list[PoolSpec]] | None = None,
+    def __init__(self, pools: list[tuple[PoolSpec, Target]],
+                 reload: Callable[[], list[tuple[PoolSpec, Target]]] | None = None,
                  metrics_address: str | None = None) -> None:
         self.master_id = f"{socket.gethostname()}-{os.getpid()}-{random.getrandbits(16):04x}"
         self.slots = SlotTable()
         self.wakeup = Wakeup()
         self.nudged = False  # a worker got work while idle: tick now (see _loop)
-        self.pools = {s.name: self._new_pool(s) for s in specs}
+        self.pools = {spec.name: self._new_pool(spec, target) for spec, target in pools}
         self.retiring: list[Pool] = []  # pools replaced or removed on reload, draining
         self.reload_specs = reload
         self.metrics = (MetricsServer(metrics_address, registry_for(self._all_pools))
@@ -66,8 +60,8 @@ class Master:
             signal.SIGHUP: self.reload, signal.SIGCHLD: lambda: None,
         }
 
-    def _new_pool(self, spec: PoolSpec) -> Pool:
-        return Pool(spec, redis_url_of(spec), self.slots, self.master_id, self._child_setup,
+    def _new_pool(self, spec: PoolSpec, target: Target) -> Pool:
+        return Pool(spec, target, self.slots, self.master_id, self._child_setup,
                     self.wakeup.nudge_fd)
 
     def _all_pools(self) -> list[Pool]:
@@ -225,25 +219,25 @@ class Master:
         if self.reload_specs is None or self.stopping:
             return
         try:
-            specs = {s.name: s for s in self.reload_specs()}
+            pools = {spec.name: (spec, target) for spec, target in self.reload_specs()}
         except WorkerPoolError as e:
             logs.event("reload failed; keeping the running configuration", level=logging.ERROR,
                        error=str(e))
             return
-        for name in [n for n in self.pools if n not in specs]:
+        for name in [n for n in self.pools if n not in pools]:
             self._retire_pool(self.pools.pop(name))
-        for name, spec in specs.items():
+        for name, (spec, target) in pools.items():
             try:
-                self._reload_pool(name, spec)
+                self._reload_pool(name, spec, target)
             except WorkerPoolError as e:
                 logs.event("reload of a pool failed", level=logging.ERROR, pool=name, error=str(e))
 
-    def _reload_pool(self, name: str, spec: PoolSpec) -> None:
+    def _reload_pool(self, name: str, spec: PoolSpec, target: Target) -> None:
         pool = self.pools.get(name)
-        if pool and (pool.spec.queue, pool.redis_url) == (spec.queue, redis_url_of(spec)):
+        if pool and (pool.spec.queue, pool.target) == (spec.queue, target):
             pool.update(spec)
             return
-        fresh = self._new_pool(spec)  # imports the handler: fails before anything changes
+        fresh = self._new_pool(spec, target)  # imports the handler: fails before anything changes
         if pool:
             self._retire_pool(pool)
         self.pools[name] = fresh

@@ -97,7 +97,7 @@ def start(name: str, namespace: str, spec: kopf.Spec, uid: str, logger: kopf.Log
 def update(name: str, namespace: str, spec: kopf.Spec, body: kopf.Body, uid: str, old: Any,
            memo: kopf.Memo, **_: Any) -> None:
     """Apply an edit: a pod pool's workload here, a master pool's by waking its daemon."""
-    parsed, _url = resolve(name, namespace, dict(spec))  # a bad edit fails here, loudly
+    parsed, _target = resolve(name, namespace, dict(spec))  # a bad edit fails here, loudly
     where = ""
     if in_pods(spec):  # the pool runs (or now moves) into worker pods; kopf stops its daemon
         replicas = podpools.apply_workload(parsed, namespace, uid, manifest_of(parsed), None)

@@ -17,7 +17,6 @@ from typing import Any, NoReturn
 
 import kopf
 
-from ..spec import redact_url
 from .crd import RESOURCE
 from .masters import MasterProcess, Masters
 from .pool_state import PoolState, in_operator, pool_key, pool_state, registry
@@ -64,7 +63,7 @@ class _Owner:
     def look(self) -> None:
         """Start the master, apply an edit, or report the master's exit."""
         try:
-            parsed, url = self.state.resolve(self.name, self.namespace, dict(self.spec))
+            parsed, target = self.state.resolve(self.name, self.namespace, dict(self.spec))
         except kopf.PermanentError as e:  # the update handler logged it; wait for the next edit
             if self.key not in self.masters.running:
                 self.state.problem = Problem("InvalidSpec", str(e))
@@ -74,14 +73,14 @@ class _Owner:
             raise kopf.TemporaryError(str(e), delay=SECRET_RETRY_S) from None
         master = self.masters.running.get(self.key)
         if master is None:
-            master = self.masters.start(self.key, parsed, url)
+            master = self.masters.start(self.key, parsed, target)
             self.state.problem = None
             self.logger.info(f"master started: pid {master.pid}, queue {parsed.queue}, "
-                             f"redis {redact_url(url)}")
+                             f"redis {target}")
         elif (code := master.exited()) is not None:
             self._exited(master, code)
-        elif (parsed, url) != (master.spec, master.redis_url):
-            master = self.masters.reconfigure(self.key, parsed, url)
+        elif (parsed, target) != (master.spec, master.target):
+            master = self.masters.reconfigure(self.key, parsed, target)
             self.logger.info(f"master reconfigured: pid {master.pid}")
 
     def _exited(self, master: MasterProcess, code: int) -> NoReturn:

@@ -31,7 +31,7 @@ def publish_status(name: str, namespace: str, meta: kopf.Meta, status: kopf.Stat
     if master is not None:
         host = socket.gethostname()
         try:
-            stats = read_stats(state.client(master.redis_url), Keys(master.spec.queue))
+            stats = read_stats(state.client(master.target), Keys(master.spec.queue))
         except REDIS_ERRORS as e:  # a cluster that lost every node raises no RedisError
             problem = st.Problem("RedisUnavailable", f"cannot read the queue's Redis: {type(e).__name__}")
         else:

@@ -22,6 +22,7 @@ from typing import IO, Any
 
 from ..metrics_server import ENV_VAR as METRICS_ENV
 from ..spec import PoolSpec, manifest_of
+from ..target import Target
 from .metrics import socket_path
 
 KILL_MARGIN_S = 5.0  # past the pool's shutdownGraceSeconds, a master that is still there is killed
@@ -34,7 +35,7 @@ class MasterProcess:
 
     key: str  # "namespace/name"
     spec: PoolSpec
-    redis_url: str = field(repr=False)
+    target: Target  # its repr hides the URL
     file: Path
     proc: subprocess.Popen[bytes]
     started_at: float
@@ -88,17 +89,17 @@ class Masters:
     def _file(self, key: str) -> Path:
         return self.state_dir / (key.replace("/", "__") + ".yaml")
 
-    def start(self, key: str, spec: PoolSpec, redis_url: str) -> MasterProcess:
+    def start(self, key: str, spec: PoolSpec, target: Target) -> MasterProcess:
         """Start the master for `key` (stopping any previous one first)."""
         with self._key_lock(key):
-            return self._start(key, spec, redis_url)
+            return self._start(key, spec, target)
 
-    def _start(self, key: str, spec: PoolSpec, redis_url: str) -> MasterProcess:
+    def _start(self, key: str, spec: PoolSpec, target: Target) -> MasterProcess:
         self.stop(key)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         path = self._file(key)
         path.write_text(json.dumps(manifest_of(spec)))
-        env = {**os.environ, "REDIS_URL": redis_url}
+        env = {**os.environ, "REDIS_URL": target.redis_url}  # never on the command line
         env.pop(METRICS_ENV, None)  # the operator's own address: masters get a socket each
         metrics = ["--metrics-address", f"unix:{socket_path(self.state_dir, key)}"] if self.metrics else []
         proc = subprocess.Popen(
@@ -108,24 +109,24 @@ class Masters:
             # its own session: a Ctrl+C in the operator's terminal must not reach the master
             # directly (the operator drains it, and a second signal would mean "kill now")
             start_new_session=True)
-        master = MasterProcess(key, spec, redis_url, path, proc, time.monotonic())
+        master = MasterProcess(key, spec, target, path, proc, time.monotonic())
         threading.Thread(target=_forward, args=(proc.stdout, master.tail), daemon=True,
                          name=f"log {key}").start()
         with self.lock:
             self.running[key] = master
         return master
 
-    def reconfigure(self, key: str, spec: PoolSpec, redis_url: str) -> MasterProcess:
+    def reconfigure(self, key: str, spec: PoolSpec, target: Target) -> MasterProcess:
         """Apply a changed spec: SIGHUP for what a master reloads, a restart otherwise."""
         with self._key_lock(key):
-            return self._reconfigure(key, spec, redis_url)
+            return self._reconfigure(key, spec, target)
 
-    def _reconfigure(self, key: str, spec: PoolSpec, redis_url: str) -> MasterProcess:
+    def _reconfigure(self, key: str, spec: PoolSpec, target: Target) -> MasterProcess:
         master = self.running.get(key)
         if master is None or master.exited() is not None:
-            return self._start(key, spec, redis_url)
-        if (spec.queue, redis_url) != (master.spec.queue, master.redis_url):
-            return self._start(key, spec, redis_url)
+            return self._start(key, spec, target)
+        if (spec.queue, target) != (master.spec.queue, master.target):
+            return self._start(key, spec, target)
         master.file.write_text(json.dumps(manifest_of(spec)))
         master.spec = spec
         master.proc.send_signal(signal.SIGHUP)

@@ -29,10 +29,10 @@ def scale_pods(name: str, namespace: str, spec: kopf.Spec, meta: kopf.Meta, stat
                body: kopf.Body, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     """Decide the pod count from the masters' numbers, then .status."""
     state = pool_state(memo)
-    parsed, url = state.resolve(name, namespace, dict(spec))
+    parsed, target = state.resolve(name, namespace, dict(spec))
     problem: st.Problem | None = None
     try:
-        stats = read_stats(state.client(url), Keys(parsed.queue))
+        stats = read_stats(state.client(target), Keys(parsed.queue))
     except REDIS_ERRORS as e:  # a cluster that lost every node raises no RedisError
         stats, problem = None, st.Problem("RedisUnavailable",
                                           f"cannot read the queue's Redis: {type(e).__name__}")

@@ -18,6 +18,7 @@ import redis
 from ..errors import SpecError
 from ..queue import connect
 from ..spec import PoolSpec, parse_spec
+from ..target import Target
 from .masters import Masters
 from .pod_scaling import Timers
 from .secrets import read_secret_key
@@ -50,14 +51,18 @@ def validate(name: str, spec: dict[str, Any]) -> PoolSpec:
         raise kopf.PermanentError(str(e)) from None
 
 
-def resolve(name: str, namespace: str, spec: dict[str, Any]) -> tuple[PoolSpec, str]:
-    """Validate, and find the Redis URL (inline, or read from a Secret)."""
+def resolve(name: str, namespace: str, spec: dict[str, Any]) -> tuple[PoolSpec, Target]:
+    """Validate, and find where the pool runs (its Redis URL inline, or read from a Secret)."""
     parsed = validate(name, spec)
     if parsed.redis_url:
-        return parsed, parsed.redis_url
+        return parsed, Target(parsed.redis_url)
     if parsed.redis_url_from:
         ref = parsed.redis_url_from
-        return parsed, read_secret_key(namespace, ref.name, ref.key)
+        url = read_secret_key(namespace, ref.name, ref.key)
+        try:
+            return parsed, Target(url)
+        except SpecError as e:  # the Secret can be fixed without an edit of the pool: retried
+            raise kopf.TemporaryError(f"Secret {ref.name!r} key {ref.key!r}: {e}") from None
     raise kopf.PermanentError("spec.redis: give url or urlFrom.secretKeyRef")
 
 
@@ -67,9 +72,9 @@ class PoolState:
 
     #: the spec last resolved, keyed by its content, so a Secret is read once per edit, not per tick
     resolved_for: str | None = field(default=None, repr=False)  # holds an inline URL
-    resolved: tuple[PoolSpec, str] | None = field(default=None, repr=False)
-    #: the client that reads the pool's published numbers, and the URL it was made for
-    redis_url: str = field(default="", repr=False)
+    resolved: tuple[PoolSpec, Target] | None = None
+    #: the client that reads the pool's published numbers, and where it was made for
+    stats_target: Target | None = None
     stats_client: redis.Redis | None = field(default=None, repr=False)
     #: what is wrong with the pool now, as the daemon last saw it (None: nothing)
     problem: Problem | None = None
@@ -83,18 +88,18 @@ class PoolState:
     #: set by the update handler so the daemon applies an edit at once, not at its next look
     wake: threading.Event = field(default_factory=threading.Event)
 
-    def resolve(self, name: str, namespace: str, spec: dict[str, Any]) -> tuple[PoolSpec, str]:
+    def resolve(self, name: str, namespace: str, spec: dict[str, Any]) -> tuple[PoolSpec, Target]:
         key = repr(sorted(spec.items()))
         if self.resolved_for != key or self.resolved is None:
             self.resolved = resolve(name, namespace, spec)
             self.resolved_for = key
         return self.resolved
 
-    def client(self, url: str) -> redis.Redis:
-        """A client for `url`, made once (again only if the pool moves to another Redis)."""
-        if self.stats_client is None or self.redis_url != url:
-            self.stats_client = connect(url, socket_timeout=STATS_READ_TIMEOUT_S)
-            self.redis_url = url
+    def client(self, target: Target) -> redis.Redis:
+        """A client for `target`, made once (again only if the pool moves to another Redis)."""
+        if self.stats_client is None or self.stats_target != target:
+            self.stats_client = connect(target.redis_url, socket_timeout=STATS_READ_TIMEOUT_S)
+            self.stats_target = target
         return self.stats_client
 
 
