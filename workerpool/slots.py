@@ -69,6 +69,10 @@ class SlotTable:
     def release(self, index: int) -> None:
         self._free.append(index)
 
+    def free(self) -> int:
+        """How many more workers fit (the table is shared by every pool of one master)."""
+        return len(self._free)
+
     def read(self, index: int) -> SlotView:
         b = index * _WIDTH
         a = self._a

@@ -226,6 +226,23 @@ def test_the_published_numbers_count_roles_and_busy_workers(make_pool, kernel):
     assert sorted(w["pid"] for w in numbers["workers"]) == kernel.forked
 
 
+def test_pools_sharing_a_full_slot_table_fork_fewer_instead_of_failing(redis_url, kernel):
+    slots = SlotTable(3)
+    first, second = (Pool(spec_of(minWorkers=2), Target(redis_url), slots, "test-master",
+                          child_setup=lambda: None) for _ in range(2))
+    try:
+        first.scale(now=0.0)
+        second.scale(now=0.0)
+        assert (len(first.children), len(second.children)) == (2, 1)
+        second.scale(now=0.0)  # still full: nothing more, no error
+        first.on_exit(next(iter(first.children)), ExitCode.IDLE)
+        second.scale(now=0.0)  # a slot came free
+        assert len(second.children) == 2
+    finally:
+        for pool in (first, second):
+            pool.upkeep.redis.close()
+
+
 def test_the_master_reaps_every_exit_and_stops_on_a_boot_failure(redis_url, kernel):
     master = Master([(spec_of(minWorkers=2), Target(redis_url))])
     try:

@@ -12,7 +12,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .. import logs
 from ..ledger import Ledger, exit_reason
@@ -31,7 +31,7 @@ from ..spec import LIVE_FIELDS, PoolSpec
 from ..target import Target
 from ..worker import REPORTING_POSITION, Worker, WorkerConfig, error_handler_limit_s, run_worker
 from ..worker.handler import load
-from .scaling import Bounds, Observed, decide
+from .scaling import Bounds, Decision, Observed, decide
 from .upkeep import Upkeep
 
 HARD_KILL_GRACE_S = 5.0  # past taskTimeoutSeconds + this, a worker whose alarm did not work is killed
@@ -76,6 +76,7 @@ class Pool:
         self.last_crash = ""
         self.respawn_after = 0.0
         self.draining = False
+        self.short_of_slots = False  # the shared slot table is full (see _within_slots)
 
     def live(self, role: Role) -> list[Child]:
         return [c for c in self.children.values() if c.role == role and not c.retiring]
@@ -223,7 +224,7 @@ class Pool:
         (temporaries crash-loop as well)."""
         seen = self.observe()
         bounds = Bounds(self.spec.min_workers, self.spec.max_workers, self.spec.scale_up_backlog)
-        d = decide(seen, bounds, now >= self.respawn_after)
+        d = self._within_slots(decide(seen, bounds, now >= self.respawn_after))
         if d.fork_temporary:
             logs.event("scaling up", waiting=seen.waiting, busy=seen.busy,
                        forking=d.fork_temporary)
@@ -235,6 +236,20 @@ class Pool:
             self.retire(Role.PERMANENT, d.retire_permanent)
         if d.retire_temporary:
             self.retire(Role.TEMPORARY, d.retire_temporary)
+
+    def _within_slots(self, d: Decision) -> Decision:
+        """Fork no more than the slot table holds: pools of one master share its
+        MAX_WORKERS_LIMIT slots, and each may ask for up to that many workers."""
+        free = self.slots.free()
+        if d.fork_permanent + d.fork_temporary <= free:
+            self.short_of_slots = False
+            return d
+        if not self.short_of_slots:  # once per shortage, not on every tick
+            logs.event("worker slots exhausted; forking fewer", level=logging.WARNING,
+                       pool=self.spec.name, asked=d.fork_permanent + d.fork_temporary, free=free)
+        self.short_of_slots = True
+        permanent = min(d.fork_permanent, free)
+        return replace(d, fork_permanent=permanent, fork_temporary=min(d.fork_temporary, free - permanent))
 
     def murder_overdue(self, now: float) -> None:
         """SIGKILL a worker whose task (or errorHandler, slot position -1) outlived its limit
