@@ -274,6 +274,25 @@ def test_a_second_stop_kills_at_once(redis_url, kernel):
         pool.upkeep.redis.close()
 
 
+def test_a_stop_signal_ends_the_wait_for_an_unreachable_redis_at_exit(kernel, monkeypatch):
+    from helpers import free_port
+
+    master = Master([(spec_of(minWorkers=1), Target(f"redis://127.0.0.1:{free_port()}/0"))])
+    pool = master.pools["life"]
+    pool.upkeep.recoveries.append(("gone-worker", -1))  # tasks to return; Redis is down
+    waits: list[float] = []
+
+    def wait(timeout: float) -> list[int]:
+        waits.append(timeout)
+        return [signal.SIGTERM]  # the user presses Ctrl+C again
+
+    monkeypatch.setattr(master, "_wait", wait)
+    master.adopted.note_preexisting()  # (run() does this: the test's redis-server is not ours)
+    master._finish()
+    assert len(waits) == 1  # not RECOVERY_PATIENCE_S / RECOVERY_RETRY_S tries
+    assert pool.upkeep.recoveries == [("gone-worker", -1)]  # left for the next master
+
+
 def test_redis_clients_are_real(redis_url):
     """The fixtures above talk to the test run's redis-server: nothing here is mocked but the OS."""
     assert redis.Redis.from_url(redis_url).ping()

@@ -222,11 +222,11 @@ class Pool:
     def scale(self, now: float) -> None:
         """Fork or retire to what `decide` asks; the crash backoff holds back every fork
         (temporaries crash-loop as well)."""
-        seen = self.observe()
+        observed = self.observe()
         bounds = Bounds(self.spec.min_workers, self.spec.max_workers, self.spec.scale_up_backlog)
-        d = self._within_slots(decide(seen, bounds, now >= self.respawn_after))
+        d = self._within_slots(decide(observed, bounds, now >= self.respawn_after))
         if d.fork_temporary:
-            logs.event("scaling up", waiting=seen.waiting, busy=seen.busy,
+            logs.event("scaling up", waiting=observed.waiting, busy=observed.busy,
                        forking=d.fork_temporary)
         if d.fork_permanent:
             self.spawn(Role.PERMANENT, d.fork_permanent)

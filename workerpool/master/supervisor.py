@@ -33,6 +33,8 @@ POLL_INTERVAL_S = 0.1  # how often an idle pool's backlog is read: a burst is se
 ACTIVE_POLL_INTERVAL_S = 0.02
 RECOVERY_PATIENCE_S = 5.0  # at exit, how long to retry returning tasks to an unreachable Redis
 RECOVERY_RETRY_S = 0.5  # between those retries: ten tries in the patience, not a busy loop
+# a stop signal while the last tasks wait for an unreachable Redis: stop waiting
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT, signal.SIGQUIT}
 
 
 class Master:
@@ -200,7 +202,8 @@ class Master:
         give_up = time.monotonic() + RECOVERY_PATIENCE_S
         for pool in self._all_pools():
             while not pool.upkeep.try_recover_pending() and time.monotonic() < give_up:
-                self._wait(RECOVERY_RETRY_S)
+                if set(self._wait(RECOVERY_RETRY_S)) & _STOP_SIGNALS:
+                    give_up = 0.0  # told again to stop: leave the rest to the next master
             if pool.upkeep.recoveries:
                 logs.event("could not return tasks; the next master recovers them",
                            level=logging.ERROR, workers=len(pool.upkeep.recoveries))
