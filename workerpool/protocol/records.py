@@ -106,7 +106,7 @@ class WorkerReport:
         """PayloadError if `data` is not a worker's entry (see MasterReport.from_json)."""
         _check_object(data, "a worker's entry")
         return cls(_field(data, "pid", _INT), _field(data, "role", _STR, ""),
-                   _field(data, "busy", _BOOL, False), _field(data, "task_s", _NUMBER_OR_NONE, None))
+                   _field(data, "busy", _BOOL, False), _number(data, "task_s", None))
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,13 +165,11 @@ class MasterReport:
                    _field(data, "busy", _INT, 0), tuple(map(WorkerReport.from_dict, workers)),
                    _field(data, "crashes", _INT, 0),
                    _field(data, "last_crash", _STR + _NONE, "") or "",
-                   float(_field(data, "updated_at", _NUMBER, 0.0)))
+                   _number(data, "updated_at", 0.0))
 
 
 # the JSON types a field may have; exact types: True is not a count, nor 1 a flag
 _INT: tuple[type, ...] = (int,)
-_NUMBER: tuple[type, ...] = (int, float)
-_NUMBER_OR_NONE: tuple[type, ...] = (int, float, type(None))
 _STR: tuple[type, ...] = (str,)
 _NONE: tuple[type, ...] = (type(None),)
 _BOOL: tuple[type, ...] = (bool,)
@@ -194,3 +192,12 @@ def _field(data: dict[str, Any], name: str, types: tuple[type, ...], default: An
         raise PayloadError(f"a master's numbers have {name}={value!r:.80}, which is not "
                            f"{' or '.join(t.__name__ for t in types)}")
     return value
+
+
+def _number(data: dict[str, Any], name: str, default: float | None) -> Any:
+    """A number field as a float (PayloadError for an integer too big for one); null = default."""
+    value = _field(data, name, (int, float, type(None)), default)
+    try:
+        return default if value is None else float(value)
+    except OverflowError:
+        raise PayloadError(f"a master's numbers have a {name} too big for a float") from None
