@@ -164,21 +164,20 @@ class MasterReport:
                    _field(data, "permanent", _INT, 0), _field(data, "temporary", _INT, 0),
                    _field(data, "busy", _INT, 0), tuple(map(WorkerReport.from_dict, workers)),
                    _field(data, "crashes", _INT, 0),
-                   _field(data, "last_crash", _STR + _NONE, "") or "",
+                   _field(data, "last_crash", (str, type(None)), "") or "",
                    _number(data, "updated_at", 0.0))
 
 
 # the JSON types a field may have; exact types: True is not a count, nor 1 a flag
 _INT: tuple[type, ...] = (int,)
 _STR: tuple[type, ...] = (str,)
-_NONE: tuple[type, ...] = (type(None),)
 _BOOL: tuple[type, ...] = (bool,)
 _REQUIRED: Any = object()
 
 
 def _check_object(data: Any, what: str) -> None:
     if not isinstance(data, dict):
-        raise PayloadError(f"{what} is {data!r:.80}, not a JSON object")
+        raise PayloadError(f"{what} is {_shown(data)}, not a JSON object")
 
 
 def _field(data: dict[str, Any], name: str, types: tuple[type, ...], default: Any = _REQUIRED) -> Any:
@@ -189,7 +188,7 @@ def _field(data: dict[str, Any], name: str, types: tuple[type, ...], default: An
         return default
     value = data[name]
     if type(value) not in types:
-        raise PayloadError(f"a master's numbers have {name}={value!r:.80}, which is not "
+        raise PayloadError(f"a master's numbers have {name}={_shown(value)}, which is not "
                            f"{' or '.join(t.__name__ for t in types)}")
     return value
 
@@ -201,3 +200,11 @@ def _number(data: dict[str, Any], name: str, default: float | None) -> Any:
         return default if value is None else float(value)
     except OverflowError:
         raise PayloadError(f"a master's numbers have a {name} too big for a float") from None
+
+
+def _shown(value: Any) -> str:
+    """The start of a value's repr, for an error message (a hostile one may nest deep)."""
+    try:
+        return repr(value)[:80]
+    except RecursionError:
+        return f"a {type(value).__name__} nested too deep"
