@@ -105,18 +105,21 @@ def enqueue(queue: str, redis_url: str | None, file_: Any, payloads: tuple[str, 
 def stats(queue: str, redis_url: str | None, as_json: bool) -> None:
     """Backlog, in-flight, dead-lettered, processed and failed counts, and the live workers."""
     q = _queue_of(queue, redis_url)
-    data = _redis_call(redis_url, q.stats)
+    report = _redis_call(redis_url, q.read_stats)
+    data = report.to_dict()
     if as_json:
         click.echo(json.dumps(data, indent=2))
         return
     for key in ("queue", "backlog", "in_flight", "delayed", "dead_lettered", "processed",
                 "failed", "retried"):
         click.echo(f"{key:14} {data[key]}")
-    for m in data["masters"]:
-        click.echo(f"master {m['host']}:{m['pid']} pool={m['pool']} permanent={m['permanent']} "
-                   f"temporary={m['temporary']} busy={m['busy']}")
-        for w in m["workers"]:
-            click.echo(f"  worker[{w['role']}] pid={w['pid']} {'busy' if w['busy'] else 'idle'}")
+    for m in report.masters:
+        click.echo(f"master {m.host}:{m.pid} pool={m.pool} permanent={m.permanent} "
+                   f"temporary={m.temporary} busy={m.busy}")
+        for w in m.workers:
+            click.echo(f"  worker[{w.role}] pid={w.pid} {'busy' if w.busy else 'idle'}")
+    for problem in report.unreadable:
+        click.echo(f"skipped: {problem}", err=True)
 
 
 @cli.command()

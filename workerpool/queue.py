@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import inspect
-import json
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
 
 from . import protocol, tracing
 from .connection import parse_redis_url, replication_wait
-from .errors import ResultTimeout, SpecError, TaskFailed
-from .protocol import Keys
+from .errors import PayloadError, ResultTimeout, SpecError, TaskFailed
+from .protocol import Keys, MasterReport
 from .spec import QUEUE_MAX_LENGTH
 
 ENQUEUE_CHUNK = 1000  # elements per RPUSH in enqueue_many: big enough to amortise, small enough for Redis
@@ -137,8 +137,13 @@ class Queue:
         return int(self._redis.llen(self.name))
 
     def stats(self) -> dict[str, Any]:
-        """Counts and live workers of this queue, as every master publishes them."""
+        """Counts and live workers of this queue, as every master publishes them (a dict of
+        JSON values: QueueStats.to_dict())."""
         return read_stats(self._redis, self.keys)
+
+    def read_stats(self) -> QueueStats:
+        """stats(), typed."""
+        return read_queue_stats(self._redis, self.keys)
 
     def dead_letters(self, limit: int = 1000) -> list[dict[str, Any]]:
         """The first `limit` dead letters (oldest first)."""
@@ -168,8 +173,39 @@ class Queue:
         self._redis.close()
 
 
-def read_stats(r: redis.Redis, keys: Keys) -> dict[str, Any]:
-    """Backlog, in-flight, delayed, dead and the counters, plus the live masters' workers."""
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """One look at a queue: its lists and counters, and what its live masters publish."""
+
+    queue: str
+    backlog: int  # waiting in the queue
+    in_flight: int  # in the live workers' processing lists
+    delayed: int  # retries waiting for their backoff
+    dead_lettered: int  # in the dead-letter list now
+    processed: int = 0  # counters since the queue was created
+    failed: int = 0
+    retried: int = 0
+    dead: int = 0
+    masters: tuple[MasterReport, ...] = ()
+    unreadable: tuple[str, ...] = ()  # why each skipped entry of Keys.masters is not a MasterReport
+
+    def to_dict(self) -> dict[str, Any]:
+        """As `Queue.stats()` returns it (and `workerpool stats --json` prints it)."""
+        out = {"queue": self.queue, "backlog": self.backlog, "in_flight": self.in_flight,
+               "delayed": self.delayed, "dead_lettered": self.dead_lettered,
+               "processed": self.processed, "failed": self.failed, "retried": self.retried,
+               "dead": self.dead, "masters": [m.to_dict() for m in self.masters]}
+        if self.unreadable:
+            out["unreadable"] = list(self.unreadable)
+        return out
+
+
+def read_queue_stats(r: redis.Redis, keys: Keys) -> QueueStats:
+    """Backlog, in-flight, delayed, dead and the counters, plus the live masters' numbers.
+
+    An entry of Keys.masters that is not a MasterReport (another version's, or written by
+    hand) is skipped, and said why in `unreadable`.
+    """
     now = protocol.now_ms()
     pipe = r.pipeline(transaction=False)
     pipe.llen(keys.queue)
@@ -179,20 +215,26 @@ def read_stats(r: redis.Redis, keys: Keys) -> dict[str, Any]:
     pipe.zrangebyscore(keys.alive, now, "+inf")
     pipe.hgetall(keys.masters)
     backlog, delayed, dead, counters, alive, masters = pipe.execute()
-    live = {m.decode() for m in alive}
-    workers = [m[2:] for m in live if m.startswith("w:")]
+    live = set(alive)
+    workers = [ident for whose, ident in map(Keys.parse_alive, live) if whose == "worker"]
     pipe = r.pipeline(transaction=False)
     for w in workers:
-        pipe.llen(keys.processing(w))
+        pipe.llen(keys.processing_of(w))
     in_flight = sum(pipe.execute()) if workers else 0
-    published = [json.loads(v) for k, v in masters.items() if f"m:{k.decode()}" in live]
-    return {
-        "queue": keys.queue,
-        "backlog": int(backlog),
-        "in_flight": int(in_flight),
-        "delayed": int(delayed),
-        "dead_lettered": int(dead),
-        **{"processed": 0, "failed": 0, "retried": 0, "dead": 0},
-        **{k.decode(): int(v) for k, v in counters.items()},
-        "masters": published,
-    }
+    published, unreadable = [], []
+    for master_id, entry in masters.items():
+        if Keys.alive_master(master_id) in live:
+            try:
+                published.append(MasterReport.from_json(entry))
+            except PayloadError as e:
+                unreadable.append(f"master {master_id.decode('utf-8', 'replace')}: {e}")
+    counts = {k.decode(): int(v) for k, v in counters.items()}
+    return QueueStats(keys.queue, int(backlog), int(in_flight), int(delayed), int(dead),
+                      counts.get("processed", 0), counts.get("failed", 0),
+                      counts.get("retried", 0), counts.get("dead", 0),
+                      tuple(published), tuple(unreadable))
+
+
+def read_stats(r: redis.Redis, keys: Keys) -> dict[str, Any]:
+    """read_queue_stats() as a dict of JSON values (Queue.stats())."""
+    return read_queue_stats(r, keys).to_dict()

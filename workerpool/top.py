@@ -17,7 +17,6 @@ import tty
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import redis
 from rich.console import Console, Group, RenderableType
@@ -26,8 +25,8 @@ from rich.table import Table
 from rich.text import Text
 
 from . import protocol
-from .protocol import Keys
-from .queue import read_stats
+from .protocol import Keys, MasterReport
+from .queue import QueueStats, read_queue_stats
 
 HISTORY = 24  # backlog samples kept per queue for the sparkline
 MAX_WORKER_ROWS = 10  # per queue; the rest are summed up in one line
@@ -50,18 +49,18 @@ def discover(r: redis.Redis) -> list[str]:
     return sorted({q for q in map(protocol.queue_of, keys) if q is not None})
 
 
-def sample(r: redis.Redis, queues: list[str], views: dict[str, QueueView]) -> dict[str, dict[str, Any]]:
+def sample(r: redis.Redis, queues: list[str], views: dict[str, QueueView]) -> dict[str, QueueStats]:
     """Read each queue's stats and update its history and rates."""
     now = time.monotonic()
     out = {}
     for name in queues:
-        stats = read_stats(r, Keys(name))
+        stats = read_queue_stats(r, Keys(name))
         view = views.setdefault(name, QueueView())
-        view.backlog.append(stats["backlog"])
+        view.backlog.append(stats.backlog)
         if view.last is not None and now > view.last[0]:
             dt = now - view.last[0]
-            view.rates = ((stats["processed"] - view.last[1]) / dt, (stats["failed"] - view.last[2]) / dt)
-        view.last = (now, stats["processed"], stats["failed"])
+            view.rates = ((stats.processed - view.last[1]) / dt, (stats.failed - view.last[2]) / dt)
+        view.last = (now, stats.processed, stats.failed)
         out[name] = stats
     return out
 
@@ -74,7 +73,7 @@ def sparkline(values: deque[int] | list[int]) -> str:
     return "".join(_SPARKS[min(len(_SPARKS) - 1, v * (len(_SPARKS) - 1) // top)] for v in values)
 
 
-def render(source: str, stats: dict[str, dict[str, Any]], views: dict[str, QueueView]) -> RenderableType:
+def render(source: str, stats: dict[str, QueueStats], views: dict[str, QueueView]) -> RenderableType:
     """One frame: a header, then per queue its numbers and its workers (fits 80 columns)."""
     parts: list[RenderableType] = [Text.assemble(
         ("workerpool top", "bold"), f"  {source}  {time.strftime('%H:%M:%S')}  ", ("q quits", "dim"))]
@@ -85,34 +84,34 @@ def render(source: str, stats: dict[str, dict[str, Any]], views: dict[str, Queue
     return Group(*parts)
 
 
-def _queue_block(name: str, s: dict[str, Any], view: QueueView) -> RenderableType:
+def _queue_block(name: str, s: QueueStats, view: QueueView) -> RenderableType:
     done, failed = view.rates
     summary = Text.assemble(
-        (f"queue {name}", "bold cyan"), "  backlog ", (str(s["backlog"]), "bold"), " ",
-        (sparkline(view.backlog), "cyan"), f"  in flight {s['in_flight']}  delayed {s['delayed']}  dead ",
-        (str(s["dead_lettered"]), "bold red" if s["dead_lettered"] else ""),
-        f"\n  done {done:.1f}/s  failed {failed:.1f}/s  processed {s['processed']}  failed {s['failed']}")
+        (f"queue {name}", "bold cyan"), "  backlog ", (str(s.backlog), "bold"), " ",
+        (sparkline(view.backlog), "cyan"), f"  in flight {s.in_flight}  delayed {s.delayed}  dead ",
+        (str(s.dead_lettered), "bold red" if s.dead_lettered else ""),
+        f"\n  done {done:.1f}/s  failed {failed:.1f}/s  processed {s.processed}  failed {s.failed}")
     table = Table(box=None, padding=(0, 1), show_edge=False, header_style="dim")
     for column in ("role", "pid", "state", "task", "master"):
         table.add_column(column, no_wrap=True, overflow="ellipsis", max_width=30)
-    workers = [(m, w) for m in s["masters"] for w in m.get("workers", [])]
-    workers.sort(key=lambda mw: (mw[1]["role"], not mw[1]["busy"], mw[1]["pid"]))
+    workers = [(m, w) for m in s.masters for w in m.workers]
+    workers.sort(key=lambda mw: (mw[1].role, not mw[1].busy, mw[1].pid))
     for m, w in workers[:MAX_WORKER_ROWS]:
-        age = w.get("task_s")
-        table.add_row(w["role"], str(w["pid"]), Text("busy", "green") if w["busy"] else Text("idle", "dim"),
-                      f"{age:.1f} s" if w["busy"] and age is not None else "",
-                      f"{m.get('host', '?')}:{m.get('pid', '?')}")
-    counts = _role_counts(s["masters"])
+        age = w.task_s
+        table.add_row(w.role, str(w.pid), Text("busy", "green") if w.busy else Text("idle", "dim"),
+                      f"{age:.1f} s" if w.busy and age is not None else "", f"{m.host}:{m.pid}")
+    counts = _role_counts(s.masters)
     footer = Text(f"  {counts}" + (f"  (+{len(workers) - MAX_WORKER_ROWS} more)"
                                    if len(workers) > MAX_WORKER_ROWS else ""), style="dim")
-    return Group(Text(""), summary, table, footer)
+    unreadable = [Text(f"  skipped: {problem}", style="yellow") for problem in s.unreadable]
+    return Group(Text(""), summary, table, footer, *unreadable)
 
 
-def _role_counts(masters: list[dict[str, Any]]) -> str:
-    permanent = sum(m.get("permanent", 0) for m in masters)
-    temporary = sum(m.get("temporary", 0) for m in masters)
-    busy = sum(m.get("busy", 0) for m in masters)
-    limit = sum(m.get("max", 0) for m in masters)
+def _role_counts(masters: tuple[MasterReport, ...]) -> str:
+    permanent = sum(m.permanent for m in masters)
+    temporary = sum(m.temporary for m in masters)
+    busy = sum(m.busy for m in masters)
+    limit = sum(m.max_workers for m in masters)
     return (f"masters {len(masters)}  permanent {permanent}  temporary {temporary}  busy {busy}"
             f"  max {limit}")
 

@@ -8,7 +8,6 @@ worker whose alarm failed never killed, a master that fork-loops on a handler th
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import signal
 import time
@@ -22,7 +21,7 @@ from workerpool import protocol
 from workerpool.master.pool import CRASH_BACKOFF_FIRST_S, HARD_KILL_GRACE_S, Pool
 from workerpool.master.supervisor import Master
 from workerpool.process import ExitCode, KillReason, Role
-from workerpool.protocol import Keys
+from workerpool.protocol import Keys, MasterReport
 from workerpool.slots import SlotTable
 from workerpool.spec import PoolSpec, parse_spec
 from workerpool.target import Target
@@ -221,9 +220,9 @@ def test_the_published_numbers_count_roles_and_busy_workers(make_pool, kernel):
     pool = make_pool(minWorkers=2)
     pool.scale(now=0.0)
     pool.slots.writer(pool.children[kernel.forked[0]].slot).begin(0, 0)
-    numbers = json.loads(json.dumps(pool.published()))
-    assert (numbers["permanent"], numbers["temporary"], numbers["busy"]) == (2, 0, 1)
-    assert sorted(w["pid"] for w in numbers["workers"]) == kernel.forked
+    numbers = MasterReport.from_json(pool.published().to_json())  # as the readers see it
+    assert (numbers.permanent, numbers.temporary, numbers.busy) == (2, 0, 1)
+    assert sorted(w.pid for w in numbers.workers) == kernel.forked
 
 
 def test_pools_sharing_a_full_slot_table_fork_fewer_instead_of_failing(redis_url, kernel):

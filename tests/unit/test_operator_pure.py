@@ -10,6 +10,8 @@ from helpers import ROOT
 
 from workerpool.operator import crd
 from workerpool.operator import status as st
+from workerpool.protocol import MasterReport
+from workerpool.queue import QueueStats
 from workerpool.spec import FIELDS, manifest_of, parse_manifest
 from workerpool.target import Target
 
@@ -43,9 +45,10 @@ def test_manifest_for_the_master_round_trips_without_the_url():
 
 
 def test_status_counts_only_our_master():
-    stats = {"backlog": 5, "processed": 9, "failed": 1, "dead_lettered": 0, "masters": [
-        {"pid": 10, "host": "pod", "permanent": 3, "temporary": 2, "busy": 4},
-        {"pid": 11, "host": "other", "permanent": 3, "temporary": 0, "busy": 0}]}
+    stats = QueueStats("q", backlog=5, in_flight=0, delayed=0, dead_lettered=0, processed=9,
+                       failed=1, masters=(
+                           MasterReport("m1", "p", "pod", 10, permanent=3, temporary=2, busy=4),
+                           MasterReport("m2", "p", "other", 11, permanent=3)))
     assert st.counts(stats, 10, "pod") == {"permanentWorkers": 3, "temporaryWorkers": 2,
                                            "busyWorkers": 4, "backlog": 5, "processed": 9,
                                            "failed": 1, "deadLettered": 0}
@@ -80,7 +83,8 @@ def test_operator_deployment_is_hardened():
 
 
 def test_crash_events_count_only_new_crashes():
-    stats = {"masters": [{"pid": 10, "host": "pod", "crashes": 3, "last_crash": "killed by SIGKILL"}]}
+    stats = QueueStats("q", 0, 0, 0, 0, masters=(
+        MasterReport("m1", "p", "pod", 10, crashes=3, last_crash="killed by SIGKILL"),))
     assert st.crash_event(stats, 10, "pod", 1) == (3, "2 worker(s) died abnormally; last: killed by SIGKILL")
     assert st.crash_event(stats, 10, "pod", 3) == (3, None)
     assert st.crash_event(stats, 99, "pod", 0) == (0, None)

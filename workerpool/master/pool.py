@@ -26,6 +26,7 @@ from ..process import (
     prefer_oom_kill,
     set_title,
 )
+from ..protocol import MasterReport, WorkerReport
 from ..slots import SlotTable, SlotView
 from ..spec import LIVE_FIELDS, PoolSpec
 from ..target import Target
@@ -264,16 +265,15 @@ class Pool:
                 child.killed_for = KillReason.ERROR_HANDLER_TIMEOUT if reporting else KillReason.TASK_TIMEOUT
                 _kill(child.pid, signal.SIGKILL)
 
-    def published(self) -> dict[str, object]:
-        """The numbers `workerpool stats` and the operator read."""
+    def published(self) -> MasterReport:
+        """The numbers `workerpool stats`, `top` and the operator read."""
         now = time.monotonic()
-        workers = [_worker_entry(c, self.slots.read(c.slot), now) for c in self.children.values()]
-        return {"master": self.master_id, "pool": self.spec.name, "host": socket.gethostname(),
-                "pid": self.master_pid, "min": self.spec.min_workers, "max": self.spec.max_workers,
-                "permanent": len(self.live(Role.PERMANENT)), "temporary": len(self.live(Role.TEMPORARY)),
-                "busy": sum(1 for w in workers if w["busy"]), "workers": workers,
-                "crashes": self.crashes, "last_crash": self.last_crash,
-                "updated_at": time.time()}
+        workers = tuple(_worker_entry(c, self.slots.read(c.slot), now) for c in self.children.values())
+        return MasterReport(self.master_id, self.spec.name, socket.gethostname(), self.master_pid,
+                            self.spec.min_workers, self.spec.max_workers,
+                            len(self.live(Role.PERMANENT)), len(self.live(Role.TEMPORARY)),
+                            sum(1 for w in workers if w.busy), workers, self.crashes,
+                            self.last_crash, time.time())
 
     def update(self, spec: PoolSpec) -> None:
         """Apply a changed spec (SIGHUP): sizes at once; anything else by replacing workers."""
@@ -293,10 +293,10 @@ class Pool:
                 self.retire(role, len(self.live(role)))
 
 
-def _worker_entry(child: Child, seen: SlotView, now: float) -> dict[str, object]:
+def _worker_entry(child: Child, seen: SlotView, now: float) -> WorkerReport:
     """One worker as published: `task_s` is its current task's age (`workerpool top` shows it)."""
-    return {"pid": child.pid, "role": child.role, "busy": seen.busy,
-            "task_s": round(now - seen.started_at, 1) if seen.busy else None}
+    return WorkerReport(child.pid, child.role, seen.busy,
+                        round(now - seen.started_at, 1) if seen.busy else None)
 
 
 def crash_backoff_s(streak: int) -> float:

@@ -8,7 +8,6 @@ them all without ever ending the master.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import time
@@ -18,7 +17,7 @@ import redis
 
 from .. import logs, protocol
 from ..ledger import Ledger
-from ..protocol import Keys
+from ..protocol import Keys, MasterReport
 from ..queue import connect
 from ..redis_errors import REDIS_ERRORS, Trouble, drop_stale_connections, is_transient
 
@@ -64,7 +63,7 @@ class Upkeep:
         if all(self._run_step(name, key, step, now) for name, key, step in steps):
             self._redis_back()
 
-    def publish(self, now: float, numbers: Callable[[], dict[str, object]],
+    def publish(self, now: float, numbers: Callable[[], MasterReport],
                 worker_ids: Iterable[str]) -> None:
         """When due: refresh our heartbeats, publish our numbers, recover the expired."""
         if now < self.next_heartbeat or not self.redis_ok:
@@ -92,7 +91,7 @@ class Upkeep:
         """Remove this master's entry (clean stop), so `stats` stops showing it at once."""
         try:
             pipe = self.redis.pipeline(transaction=False)
-            pipe.zrem(self.keys.alive, f"m:{self.master_id}")
+            pipe.zrem(self.keys.alive, Keys.alive_master(self.master_id))
             pipe.hdel(self.keys.masters, self.master_id)
             pipe.execute()
         except REDIS_ERRORS:
@@ -102,14 +101,14 @@ class Upkeep:
         self.backlog = int(self._promote([self.keys.delayed, self.queue],
                                          [protocol.now_ms(), protocol.PROMOTE_BATCH]))
 
-    def _heartbeat(self, numbers: dict[str, object], worker_ids: Iterable[str]) -> None:
+    def _heartbeat(self, numbers: MasterReport, worker_ids: Iterable[str]) -> None:
         now = protocol.now_ms()
         deadline = now + int(protocol.HEARTBEAT_TTL_S * 1000)
-        members = {f"m:{self.master_id}": deadline}
-        members.update({f"w:{worker_id}": deadline for worker_id in worker_ids})
+        members = {Keys.alive_master(self.master_id): deadline}
+        members.update({Keys.alive_worker(worker_id): deadline for worker_id in worker_ids})
         pipe = self.redis.pipeline(transaction=False)
         pipe.zadd(self.keys.alive, members)
-        pipe.hset(self.keys.masters, self.master_id, json.dumps(numbers))
+        pipe.hset(self.keys.masters, self.master_id, numbers.to_json())
         pipe.zrangebyscore(self.keys.alive, "-inf", now)
         expired = pipe.execute()[2]
         if self._expiry_trusted():
@@ -131,7 +130,7 @@ class Upkeep:
         prefix = self.keys.processing("")
         pattern = re.sub(r"([*?\[\]\\])", r"\\\1", prefix) + "*"  # queue names may hold glob characters
         for key in self.redis.scan_iter(match=pattern, count=500):
-            member = b"w:" + key[len(prefix.encode()):]
+            member = Keys.alive_worker(key[len(prefix.encode()):])
             if self.redis.zscore(self.keys.alive, member) is None:
                 self._recover_expired(member)
 
@@ -140,10 +139,9 @@ class Upkeep:
 
         Bytes throughout: a name written by hand need not be UTF-8, and must neither stop the
         recovery of the others nor stay behind."""
-        kind, _, ident = member.partition(b":")
-        if kind == b"w":
-            processing = self.keys.processing("").encode() + ident
-            moved = self._recover([processing, self.queue, self.keys.seq],
+        whose, ident = Keys.parse_alive(member)
+        if whose == "worker":
+            moved = self._recover([self.keys.processing_of(ident), self.queue, self.keys.seq],
                                   [0, protocol.ENVELOPE_PREFIX])
             if moved:
                 logs.event("recovered tasks of a vanished worker", level=logging.WARNING,
@@ -157,7 +155,7 @@ class Upkeep:
             worker_id, charge = self.recoveries[0]
             moved = self._recover([self.keys.processing(worker_id), self.queue, self.keys.seq],
                                   [charge, protocol.ENVELOPE_PREFIX])
-            self.redis.zrem(self.keys.alive, f"w:{worker_id}")
+            self.redis.zrem(self.keys.alive, Keys.alive_worker(worker_id))
             self.recoveries.pop(0)
             if moved:
                 logs.event("returned tasks to the queue", worker_id=worker_id, tasks=moved,

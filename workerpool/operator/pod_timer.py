@@ -13,11 +13,12 @@ from typing import Any
 import kopf
 
 from ..protocol import Keys
-from ..queue import read_stats
+from ..queue import read_queue_stats
 from ..redis_errors import REDIS_ERRORS
 from . import podpools
 from . import status as st
 from .crd import RESOURCE
+from .master_status import log_unreadable
 from .pool_state import in_pods, pool_state
 
 #: how often the pod count is decided and .status follows (decide_pods keeps its own timers)
@@ -32,19 +33,21 @@ def scale_pods(name: str, namespace: str, spec: kopf.Spec, meta: kopf.Meta, stat
     parsed, target = state.resolve(name, namespace, dict(spec))
     problem: st.Problem | None = None
     try:
-        stats = read_stats(state.client(target), Keys(parsed.queue))
+        stats = read_queue_stats(state.client(target), Keys(parsed.queue))
     except REDIS_ERRORS as e:  # a cluster that lost every node raises no RedisError
         stats, problem = None, st.Problem("RedisUnavailable",
                                           f"cannot read the queue's Redis: {type(e).__name__}")
-    pods = podpools.look(namespace, name, stats["masters"] if stats else [])
+    if stats is not None:
+        log_unreadable(stats)
+    pods = podpools.look(namespace, name, stats.masters if stats else ())
     counters: dict[str, int] = {}
     if pods is None:  # the create handler has not written the Deployment yet: nothing to scale
         problem = problem or st.Problem.starting("the worker pods' Deployment is being created")
     elif stats is not None:
         # claimed but not started: in flight minus running, over every master on the queue (a
         # draining pod's running tasks are not waiting for a new pod)
-        busy = sum(int(m.get("busy", 0)) for m in stats["masters"])
-        waiting = stats["backlog"] + max(0, stats["in_flight"] - busy)
+        busy = sum(m.busy for m in stats.masters)
+        waiting = stats.backlog + max(0, stats.in_flight - busy)
         decision, state.pod_timers = podpools.scale(parsed, namespace, pods, waiting,
                                                     state.pod_timers, time.monotonic())
         if decision.reason:

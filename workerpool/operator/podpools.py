@@ -8,6 +8,7 @@ cheapest to delete before it lowers the Deployment's replicas, and writes the st
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ import kopf
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from ..protocol import MasterReport
 from ..spec import PoolSpec
 from . import workload
 from .kubeapi import api_client, own_namespace
@@ -110,11 +112,11 @@ class PodsNow:
     """One look at a pool's worker pods, joined with what their masters publish."""
 
     seen: list[PodSeen]  # the pods that exist, then one per pod the Deployment still creates
-    masters: list[dict[str, Any]]  # the published numbers of the masters in these pods
+    masters: list[MasterReport]  # the published numbers of the masters in these pods
     existing: frozenset[str]  # the names of the pods that exist
 
 
-def look(namespace: str, pool: str, published: list[dict[str, Any]]) -> PodsNow | None:
+def look(namespace: str, pool: str, published: Iterable[MasterReport]) -> PodsNow | None:
     """The pool's worker pods as the Deployment wants them, joined with their masters' numbers.
 
     A pod is ready once its master publishes; a pod the Deployment wants but that does not
@@ -127,7 +129,7 @@ def look(namespace: str, pool: str, published: list[dict[str, Any]]) -> PodsNow 
     replicas = int(dep.spec.replicas or 0)
     selector = ",".join(f"{k}={v}" for k, v in workload.selector(pool).items())
     pods = _core().list_namespaced_pod(namespace, label_selector=selector).items
-    by_host = {m.get("host"): m for m in published}
+    by_host = {m.host: m for m in published}
     seen, masters = [], []
     for pod in pods:
         if pod.metadata.deletion_timestamp is not None:
@@ -136,7 +138,7 @@ def look(namespace: str, pool: str, published: list[dict[str, Any]]) -> PodsNow 
         if master is not None:
             masters.append(master)
         seen.append(PodSeen(pod.metadata.name, master is not None,
-                            int(master.get("busy", 0)) if master else 0))
+                            master.busy if master else 0))
     existing = frozenset(p.name for p in seen)
     seen += [PodSeen(f"(pod {i} being created)", False, 0) for i in range(len(seen), replicas)]
     return PodsNow(seen, masters, existing)

@@ -6,6 +6,9 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
+from ..protocol import MasterReport
+from ..queue import QueueStats
+
 
 @dataclass(frozen=True, slots=True)
 class Problem:
@@ -24,24 +27,27 @@ def now_iso() -> str:
     return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def counts(stats: dict[str, Any] | None, master_pid: int | None, host: str) -> dict[str, int]:
-    """The status counters, from `read_stats()` output, for our own master only."""
+def counts(stats: QueueStats | None, master_pid: int | None, host: str) -> dict[str, int]:
+    """The status counters, for our own master only."""
     if stats is None:
         return {}
-    mine = [m for m in stats["masters"] if m.get("pid") == master_pid and m.get("host") == host]
-    return counts_of(stats, mine)
+    return counts_of(stats, _ours(stats, master_pid, host))
 
 
-def counts_of(stats: dict[str, Any], mine: list[dict[str, Any]]) -> dict[str, int]:
+def _ours(stats: QueueStats | None, master_pid: int | None, host: str) -> list[MasterReport]:
+    return [m for m in stats.masters if m.pid == master_pid and m.host == host] if stats else []
+
+
+def counts_of(stats: QueueStats, mine: list[MasterReport]) -> dict[str, int]:
     """The status counters, summed over the masters `mine` (one, or one per worker pod)."""
     return {
-        "permanentWorkers": sum(m["permanent"] for m in mine),
-        "temporaryWorkers": sum(m["temporary"] for m in mine),
-        "busyWorkers": sum(m["busy"] for m in mine),
-        "backlog": stats["backlog"],
-        "processed": stats["processed"],
-        "failed": stats["failed"],
-        "deadLettered": stats["dead_lettered"],
+        "permanentWorkers": sum(m.permanent for m in mine),
+        "temporaryWorkers": sum(m.temporary for m in mine),
+        "busyWorkers": sum(m.busy for m in mine),
+        "backlog": stats.backlog,
+        "processed": stats.processed,
+        "failed": stats.failed,
+        "deadLettered": stats.dead_lettered,
     }
 
 
@@ -77,17 +83,16 @@ def build(counters: dict[str, int], problem: Problem | None, generation: int,
     return changed(current, wanted)
 
 
-def crash_event(stats: dict[str, Any] | None, master_pid: int | None, host: str,
+def crash_event(stats: QueueStats | None, master_pid: int | None, host: str,
                 seen: int) -> tuple[int, str | None]:
     """(crash count now, an Event message if workers crashed since `seen`)."""
-    mine = [m for m in (stats or {}).get("masters", [])
-            if m.get("pid") == master_pid and m.get("host") == host]
+    mine = _ours(stats, master_pid, host)
     if not mine:
         return seen, None
-    crashes = int(mine[0].get("crashes", 0))
+    crashes = mine[0].crashes
     if crashes <= seen:
         return crashes, None
-    return crashes, f"{crashes - seen} worker(s) died abnormally; last: {mine[0].get('last_crash')}"
+    return crashes, f"{crashes - seen} worker(s) died abnormally; last: {mine[0].last_crash}"
 
 
 def changed(current: Any, wanted: dict[str, Any]) -> dict[str, Any]:

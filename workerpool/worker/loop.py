@@ -241,7 +241,7 @@ class Worker:
         done = self._serve(item)
         self.pending.append(done)
         self.serving = False
-        self.cfg.slot.end(len(self.in_hand), done[0])  # counts the outcome for /metrics
+        self.cfg.slot.end(len(self.in_hand), done.op)  # counts the outcome for /metrics
         self.served += 1
         if self.report_dead is not None:
             self._report_dead(*self.report_dead)
@@ -376,13 +376,9 @@ class Worker:
         size = self.batch_size()
         back = list(self.in_hand)[size:] if not release else []
         n_claim = max(0, size - len(self.in_hand)) if claim else 0
-        args: list[Any] = [n_claim, self.spec.result_ttl_s * 1000, 1 if release else 0,
-                           len(back), *back]
-        keys = [self.spec.queue, self.processing, self.keys.stats, self.keys.delayed,
-                self.keys.dead]
-        for out in self.pending:
-            args.extend(out)
-            keys.append(self.keys.result(out[2]))  # declared for Cluster; unused if no id
+        keys, args = protocol.ack_claim_args(self.keys, self.processing, self.pending,
+                                             n_claim=n_claim, release=release, back=back,
+                                             result_ttl_ms=self.spec.result_ttl_s * 1000)
         reply = self._redis(self._ack_claim, keys, args, command="ACK_CLAIM", key=self.processing,
                             stop_on_shutdown=False)
         self.pending = []
