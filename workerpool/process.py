@@ -106,3 +106,13 @@ def prefer_oom_kill(score_adj: int = WORKER_OOM_SCORE_ADJ) -> bool:
     except OSError:  # not Linux, or /proc read-only: the kernel's own choice stands
         return False
     return True
+
+
+def private_memory_mib() -> float:
+    """This process's private (unshared) memory in MiB, from /proc/self/smaps_rollup."""
+    total_kib = 0
+    with open("/proc/self/smaps_rollup", "rb") as f:
+        for line in f:
+            if line.startswith((b"Private_Clean:", b"Private_Dirty:")):
+                total_kib += int(line.split()[1])
+    return total_kib / 1024

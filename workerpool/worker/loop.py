@@ -18,7 +18,7 @@ import redis
 
 from .. import logs, protocol
 from ..connection import replication_wait
-from ..process import ExitCode, Role, parent_is
+from ..process import ExitCode, Role, parent_is, private_memory_mib
 from ..protocol import Keys
 from ..queue import connect
 from ..redis_errors import REDIS_ERRORS, Trouble, drop_stale_connections
@@ -287,12 +287,3 @@ class Worker:
                 return f"private memory {mib:.1f} MiB > maxMemoryMiB={self.spec.max_memory_mib}"
         return None
 
-
-def private_memory_mib() -> float:
-    """This process's private (unshared) memory in MiB, from /proc/self/smaps_rollup."""
-    total_kib = 0
-    with open("/proc/self/smaps_rollup", "rb") as f:
-        for line in f:
-            if line.startswith((b"Private_Clean:", b"Private_Dirty:")):
-                total_kib += int(line.split()[1])
-    return total_kib / 1024

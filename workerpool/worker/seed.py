@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import redis
 
+from .. import tracing
 from ..connection import preconnected, release_in_parent
 from ..protocol import Keys
 from ..queue import connect
@@ -48,6 +49,7 @@ class WorkerSeed:
 
 def plant(config: WorkerConfig, redis_url: str) -> WorkerSeed:
     """Build, connect and register one worker in the master (see WorkerSeed)."""
+    tracing.opentelemetry()  # imported once in the master (if installed), not in each child
     client = preconnected(redis_url, connect, SOCKET_TIMEOUT_S)
     return WorkerSeed(Worker(config, redis_url, client, registered=_register(client, config)))
 
