@@ -97,7 +97,8 @@ class Worker:
         code = ExitCode.OK
         idle_since = time.monotonic()
         promote = self.redis.register_script(protocol.PROMOTE) if burst else None
-        while not self.stopping:
+        signals = self.signals  # (its flag is read once per task)
+        while not signals.stopping:
             if not self.in_hand:
                 # idle after a task that grew it: recycle now, not after some later task (a
                 # fresh worker is never recycled before it serves: its successor would be too)
