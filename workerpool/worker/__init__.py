@@ -1,7 +1,7 @@
 """The worker role: a forked process that serves tasks from one queue."""
 
 from .boot import become_worker
-from .burst import burst
+from .inprocess import burst
 from .config import REPORTING_POSITION, WorkerConfig, error_handler_limit_s
 from .loop import Worker
 from .seed import WorkerSeed, plant

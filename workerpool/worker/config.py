@@ -31,7 +31,7 @@ class WorkerConfig:
     role: Role
     worker_id: str
     # the master's pid: a worker whose parent is another process is orphaned and leaves.
-    # None: no master (a burst in the caller's own process, worker/burst.py)
+    # None: no master (a burst in the caller's own process, worker/inprocess.py)
     master_pid: int | None
     slot: SlotWriter
     handler: Callable[..., Any]

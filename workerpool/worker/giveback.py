@@ -70,7 +70,7 @@ class GiveBack:
 
     def close(self) -> None:
         """Stop the thread and close its connection (a worker that serves in a process it does
-        not end, worker/burst.py). Called by the main thread outside handlers."""
+        not end, worker/inprocess.py). Called by the main thread outside handlers."""
         if self._thread is not None:
             self._closed = True
             self.holding.set()
