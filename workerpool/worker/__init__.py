@@ -1,8 +1,8 @@
 """The worker role: a forked process that serves tasks from one queue."""
 
 from .boot import become_worker
-from .inprocess import burst
 from .config import REPORTING_POSITION, WorkerConfig, error_handler_limit_s
+from .inprocess import burst
 from .loop import Worker
 from .seed import WorkerSeed, plant
 
