@@ -25,7 +25,7 @@ class ExitCode(enum.IntEnum):
     OK = 0  # told to stop, stopped
     CRASHED = 1  # an unexpected error (a worker: replaced; the master: after draining its workers)
     BOOT_FAILED = 3  # could not start (the master stops instead of fork-looping)
-    IDLE = 10  # a temporary worker that had no task for idleTimeoutSeconds
+    IDLE = 10  # no task: a temporary worker after idleTimeoutSeconds; a burst (worker.burst) at once
     RECYCLED = 11  # maxTasksPerWorker or maxMemoryMiB reached
     ORPHANED = 12  # its master is gone
 

@@ -43,7 +43,7 @@ def alive_member(worker_id: str) -> str:
 
 
 def alive_entry(worker_id: str) -> dict[str, float]:
-    """The worker's member of Keys.alive, due to expire HEARTBEAT_TTL_S from now."""
+    """The worker's entry in Keys.alive: its member, expiring HEARTBEAT_TTL_S from now."""
     return {alive_member(worker_id): protocol.now_ms() + protocol.HEARTBEAT_TTL_S * 1000}
 
 
@@ -97,8 +97,7 @@ class Worker:
         code = ExitCode.OK
         idle_since = time.monotonic()
         promote = self.redis.register_script(protocol.PROMOTE) if burst else None
-        signals = self.signals  # (its flag is read once per task)
-        while not signals.stopping:
+        while not self.signals.stopping:
             if not self.in_hand:
                 # idle after a task that grew it: recycle now, not after some later task (a
                 # fresh worker is never recycled before it serves: its successor would be too)
@@ -107,7 +106,7 @@ class Worker:
                     logs.event("worker recycling", reason=recycle, served=self.served)
                     code = ExitCode.RECYCLED
                     break
-                code_or_none = (self._take_waiting(promote) if promote
+                code_or_none = (self._take_waiting(promote) if promote is not None
                                 else self._wait_for_task(idle_since))
                 if code_or_none is not None:
                     code = code_or_none
