@@ -1,4 +1,4 @@
-"""What master and worker processes share: exit codes, titles, parent-death signal."""
+"""What master and worker processes share: exit codes, titles, parent-death signal, memory."""
 
 from __future__ import annotations
 
