@@ -135,6 +135,7 @@ BEHAVIOURS: dict[str, Any] = {
     "sys_exit": lambda p: (_ for _ in ()).throw(SystemExit(p.get("code", 0))),
     "os_exit": lambda p: os._exit(p.get("code", 0)),
     "sigkill": lambda p: os.kill(os.getpid(), signal.SIGKILL),
+    "sigterm": lambda p: os.kill(os.getpid(), signal.SIGTERM),
     "sleep": lambda p: time.sleep(p.get("s", 0)),
     "ignore_alarm_and_sleep": lambda p: _ignore_alarm_and_sleep(p),
     "ignore_term": lambda p: _signals("ignore"),

@@ -11,8 +11,9 @@ import click
 
 from . import logs
 from .cli_input import Refused, check_queue, check_redis_url, parse_payloads
+from .connection import connect
 from .errors import WorkerPoolError, exception_text
-from .queue import Queue, connect
+from .queue import Queue
 from .redis_errors import REDIS_ERRORS
 from .spec import redact_url
 

@@ -20,6 +20,7 @@ the sentinels too, unless `sentinel_ssl=false` (sentinels on a plain port).
 
 from __future__ import annotations
 
+import inspect
 import re
 import urllib.parse
 from dataclasses import dataclass, field
@@ -198,3 +199,68 @@ def redact(url: str) -> str:
     """The URL with every password replaced by '***', safe for logs, errors and status."""
     url = re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
     return re.sub(r"([?&][a-z_]*password=)[^&]*", r"\1***", url)
+
+
+_cluster_clients: dict[str, redis.Redis] = {}
+
+
+# redis-py >= 7 spells "send no CLIENT SETINFO" driver_info=None; older ones lib_name=None
+_NO_CLIENT_SETINFO: dict[str, None] = (
+    {"driver_info": None} if "driver_info" in inspect.signature(redis.Redis.__init__).parameters
+    else {"lib_name": None, "lib_version": None})
+
+
+def connect(url: str, **options: Any) -> redis.Redis:
+    """A client for `url` (one server, Sentinel or Cluster: see connection.py) with timeouts
+    that suit a long-running process. SpecError if the URL is not one of those forms."""
+    options.setdefault("socket_connect_timeout", 5)
+    options.setdefault("health_check_interval", 0)
+    # no CLIENT SETINFO on connect: it reads package metadata from disk each time, which in
+    # a forked worker costs two round trips and ~1 MB of copied pages
+    for key, value in _NO_CLIENT_SETINFO.items():
+        options.setdefault(key, value)
+    return parse_redis_url("redis url", url).client(**options)
+
+
+def preconnected(url: str, socket_timeout: float) -> redis.Redis:
+    """A client for a worker with one connection, opened now (in the master, before the fork).
+
+    The child inherits a connected socket, so its first command costs one round trip
+    instead of a connection setup whose code path dirties ~1 MiB of pages shared with the
+    master. If Redis is unreachable now, the client connects lazily later. After the fork the
+    master gives the socket up with release_in_parent().
+    """
+    if parse_redis_url("redis url", url).kind == "cluster":
+        # One Cluster client, made in the master and inherited by every fork (its per-node
+        # pools see the new pid and connect afresh in the child): a new one needs a node to
+        # answer right now, so a worker forked during a cluster outage would fail the master.
+        if url not in _cluster_clients:
+            _cluster_clients[url] = connect(url, socket_timeout=socket_timeout)
+        return _cluster_clients[url]
+    try:
+        return connect(url, socket_timeout=socket_timeout, single_connection_client=True)
+    except redis.RedisError:  # unreachable (connect() raises only RedisErrors): connect later
+        return connect(url, socket_timeout=socket_timeout)
+
+
+def release_in_parent(client: redis.Redis, child_pid: int) -> None:
+    """In the parent, after forking `child_pid`: close our copy of the child's connection.
+
+    The child keeps using the socket it inherited; the parent must close its own descriptor
+    for it, but must not shutdown(2) the socket, which would cut the child's connection too.
+    This relies on redis-py's `AbstractConnection.disconnect()` (redis-py 5.0 and later, the
+    range pyproject allows; tested with the installed version by
+    tests/integration/test_handover.py): it calls shutdown(2) only when the connection's `pid`
+    attribute is the calling process's pid, and then closes the descriptor. So we mark the
+    connection as the child's and disconnect it.
+
+    Only a single-connection client (preconnected()'s usual kind) holds such a socket. A pooled
+    client (Sentinel, Redis unreachable at preconnect) or a Cluster client (no `.connection`)
+    hands the child nothing: their pools see the new pid in the child and connect afresh, and
+    the Cluster client is shared by every fork, so it stays open here.
+    """
+    connection = getattr(client, "connection", None)
+    if connection is None:
+        return
+    connection.pid = child_pid
+    connection.disconnect()

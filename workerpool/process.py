@@ -1,4 +1,4 @@
-"""What master and worker processes share: exit codes, titles, parent-death signal."""
+"""What master and worker processes share: exit codes, titles, parent-death signal, memory."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class ExitCode(enum.IntEnum):
     OK = 0  # told to stop, stopped
     CRASHED = 1  # an unexpected error (a worker: replaced; the master: after draining its workers)
     BOOT_FAILED = 3  # could not start (the master stops instead of fork-looping)
-    IDLE = 10  # a temporary worker that had no task for idleTimeoutSeconds
+    IDLE = 10  # no task: a temporary worker after idleTimeoutSeconds; a burst (worker.burst) at once
     RECYCLED = 11  # maxTasksPerWorker or maxMemoryMiB reached
     ORPHANED = 12  # its master is gone
 
@@ -106,3 +106,13 @@ def prefer_oom_kill(score_adj: int = WORKER_OOM_SCORE_ADJ) -> bool:
     except OSError:  # not Linux, or /proc read-only: the kernel's own choice stands
         return False
     return True
+
+
+def private_memory_mib() -> float:
+    """This process's private (unshared) memory in MiB, from /proc/self/smaps_rollup."""
+    total_kib = 0
+    with open("/proc/self/smaps_rollup", "rb") as f:
+        for line in f:
+            if line.startswith((b"Private_Clean:", b"Private_Dirty:")):
+                total_kib += int(line.split()[1])
+    return total_kib / 1024

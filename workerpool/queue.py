@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -11,18 +10,12 @@ from typing import Any, cast
 import redis
 
 from . import protocol, tracing
-from .connection import parse_redis_url, replication_wait
+from .connection import connect, replication_wait
 from .errors import PayloadError, ResultTimeout, SpecError, TaskFailed
 from .protocol import Keys, MasterReport
 from .spec import QUEUE_MAX_LENGTH
 
 ENQUEUE_CHUNK = 1000  # elements per RPUSH in enqueue_many: big enough to amortise, small enough for Redis
-
-
-# redis-py >= 7 spells "send no CLIENT SETINFO" driver_info=None; older ones lib_name=None
-_NO_CLIENT_SETINFO: dict[str, None] = (
-    {"driver_info": None} if "driver_info" in inspect.signature(redis.Redis.__init__).parameters
-    else {"lib_name": None, "lib_version": None})
 
 
 def queue_name_problem(name: str) -> str:
@@ -37,18 +30,6 @@ def queue_name_problem(name: str) -> str:
     except UnicodeEncodeError:
         return "valid UTF-8 text"
     return ""
-
-
-def connect(url: str, **options: Any) -> redis.Redis:
-    """A client for `url` (one server, Sentinel or Cluster: see connection.py) with timeouts
-    that suit a long-running process. SpecError if the URL is not one of those forms."""
-    options.setdefault("socket_connect_timeout", 5)
-    options.setdefault("health_check_interval", 0)
-    # no CLIENT SETINFO on connect: it reads package metadata from disk each time, which in
-    # a forked worker costs two round trips and ~1 MB of copied pages
-    for key, value in _NO_CLIENT_SETINFO.items():
-        options.setdefault(key, value)
-    return parse_redis_url("redis url", url).client(**options)
 
 
 class Queue:

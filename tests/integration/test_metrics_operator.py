@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from workerpool import Queue
 from workerpool.spec import parse_spec
+from workerpool.target import Target
 
 pytest.importorskip("kopf")
 from workerpool.operator.masters import Masters
@@ -42,7 +43,7 @@ def test_operator_serves_each_pools_metrics_with_its_namespace(tmp_path: Path, r
         for key, queue in (("team-a/emails", "qa"), ("team-b/emails", "qb")):
             spec = parse_spec("emails", {"handler": "metrics_handlers:sleepy", "queue": queue,
                                          "minWorkers": 1, "maxWorkers": 1, "maxRetries": 0})
-            masters.start(key, spec, redis_url)
+            masters.start(key, spec, Target(redis_url))
         Queue("qa", redis_url=redis_url).enqueue_many([{"s": 0}] * 3)
         Queue("qb", redis_url=redis_url).enqueue_many([{"fail": True}] * 2)
         team_a = {"namespace": "team-a", "pool": "emails", "queue": "qa"}

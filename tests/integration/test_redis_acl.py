@@ -16,8 +16,9 @@ from helpers import ROOT, TESTS, manifest, wait_until
 
 from workerpool import Queue, TaskFailed
 from workerpool.acl import acl_rules
+from workerpool.connection import connect
 from workerpool.protocol import Keys
-from workerpool.queue import connect, read_stats
+from workerpool.queue import read_stats
 
 
 @pytest.fixture

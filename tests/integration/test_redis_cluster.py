@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 
 import pytest
 from helpers import ROOT, TESTS, manifest, wait_until
@@ -22,19 +20,6 @@ from workerpool.acl import acl_rules
 from workerpool.protocol import Keys
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterSet]:
-    if not shutil.which("redis-cli"):  # redis-cli --cluster create builds it
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-cli is missing in CI")
-        pytest.skip("redis-cli is not installed")
-    topology = ClusterSet(tmp_path_factory.mktemp("cluster"))
-    try:
-        yield topology.start()
-    finally:
-        topology.stop()
 
 
 def queues_on_each_primary(cluster: ClusterSet, stem: str) -> list[str]:

@@ -28,7 +28,7 @@ def worker(redis_url):
                           handlers.echo, None)
     saved = {s: signal.getsignal(s) for s in SIGNALS}
     w = Worker(config, redis_url)
-    w.install_signals()
+    w.signals.install()
     yield w
     for s, handler in saved.items():
         signal.signal(s, handler)

@@ -16,21 +16,19 @@ from dataclasses import dataclass, replace
 
 from .. import logs
 from ..ledger import Ledger, exit_reason
-from ..process import (
-    CLEAN_EXITS,
-    ExitCode,
-    KillReason,
-    Role,
-    die_with_parent,
-    parent_is,
-    prefer_oom_kill,
-    set_title,
-)
+from ..process import CLEAN_EXITS, ExitCode, KillReason, Role
 from ..protocol import MasterReport, WorkerReport
 from ..slots import SlotTable, SlotView
 from ..spec import LIVE_FIELDS, PoolSpec
 from ..target import Target
-from ..worker import REPORTING_POSITION, Worker, WorkerConfig, error_handler_limit_s, run_worker
+from ..worker import (
+    REPORTING_POSITION,
+    WorkerConfig,
+    WorkerSeed,
+    become_worker,
+    error_handler_limit_s,
+    plant,
+)
 from ..worker.handler import load
 from .scaling import Bounds, Decision, Observed, decide
 from .upkeep import Upkeep
@@ -62,7 +60,6 @@ class Pool:
         self.spec = spec
         self.nudge_fd = nudge_fd  # the write end of the master's nudge pipe, for the workers
         self.target = target
-        self.redis_url = target.redis_url
         self.handler = load(spec.handler)
         self.error_handler = load(spec.error_handler, "spec.errorHandler") if spec.error_handler else None
         self.slots = slots
@@ -90,61 +87,38 @@ class Pool:
         earlier children, so nothing but the fork itself happens in between.
         """
         began = time.perf_counter()
-        prepared_workers = [self._prepare(role) for _ in range(count)]
+        seeds = [self._prepare(role) for _ in range(count)]
         prepared = time.perf_counter()
         gc.freeze()  # keep the master's objects out of the children's collections: pages stay shared
         pids: list[int] = []
         try:
-            for worker, _ in prepared_workers:
-                worker.forked_at = time.perf_counter()
-                pid = os.fork()
+            for seed, _ in seeds:
+                pid = seed.fork()
                 if pid == 0:
-                    self._child_main(worker)
+                    become_worker(seed, self.child_setup)  # never returns
                 pids.append(pid)
         except OSError as e:  # EAGAIN or ENOMEM: keep what was forked, try again next tick
             logs.event("fork failed", level=logging.ERROR, error=str(e))
-            for _, slot in prepared_workers[len(pids):]:
+            for _, slot in seeds[len(pids):]:
                 self.slots.release(slot)
         forked = time.perf_counter()
         self.ledger.forks[role] += len(pids)
-        for (worker, slot), pid in zip(prepared_workers, pids, strict=False):
-            worker.hand_over(pid)
-            self.children[pid] = Child(pid, role, worker.cfg.worker_id, slot, time.monotonic())
+        for (seed, slot), pid in zip(seeds, pids, strict=False):
+            seed.hand_over(pid)
+            self.children[pid] = Child(pid, role, seed.worker_id, slot, time.monotonic())
             logs.event("worker forked", worker_role=role, worker=pid,
                        prepare_ms=round((prepared - began) * 1000 / count, 2),
                        fork_ms=round((forked - prepared) * 1000 / max(1, len(pids)), 2))
-        self.upkeep.next_heartbeat = 0.0  # publish the new numbers on the next tick
+        self.upkeep.publish_soon()
 
-    def _prepare(self, role: Role) -> tuple[Worker, int]:
+    def _prepare(self, role: Role) -> tuple[WorkerSeed, int]:
         """Build, connect and register one worker in the master, ready to fork; and its slot."""
         slot = self.slots.acquire()
         worker_id = f"{self.master_id}.{slot}.{random.getrandbits(32):08x}"
         config = WorkerConfig(self.spec, role, worker_id, self.master_pid,
                               self.slots.writer(slot), self.handler, self.error_handler,
                               self.nudge_fd)
-        worker = Worker(config, self.redis_url)
-        worker.prepare()
-        return worker, slot
-
-    def _child_main(self, worker: Worker) -> None:
-        """The forked child: set up, serve, and leave through os._exit, never returning."""
-        config = worker.cfg
-        code: int = ExitCode.BOOT_FAILED  # a failure before serving stops the master
-        try:
-            self.child_setup()
-            die_with_parent(signal.SIGKILL)
-            prefer_oom_kill()
-            if not parent_is(config.master_pid):  # the master died before prctl took effect
-                os._exit(ExitCode.ORPHANED)
-            # no random.seed(): the random module reseeds itself in a forked child
-            logs.set_role(config.role)
-            set_title(f"worker[{config.role}] pool={self.spec.name}")
-            code = ExitCode.CRASHED  # from here on a failure is a crash: the worker is replaced
-            code = run_worker(worker)
-        except BaseException:
-            logs.event("worker failed", level=logging.CRITICAL, exc_info=True)
-        finally:
-            os._exit(int(code))
+        return plant(config, self.target.redis_url), slot
 
     def signal_all(self, sig: signal.Signals, reason: KillReason | None = None) -> None:
         for child in self.children.values():

@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterable
 import redis
 
 from .. import logs, protocol
+from ..connection import connect
 from ..ledger import Ledger
 from ..protocol import Keys, MasterReport
-from ..queue import connect
 from ..redis_errors import REDIS_ERRORS, Trouble, drop_stale_connections, is_transient
 
 ORPHAN_SWEEP_INTERVAL_S = 30.0  # how often processing lists with no live owner are looked for

@@ -15,8 +15,8 @@ from typing import Any
 import kopf
 import redis
 
+from ..connection import connect
 from ..errors import SpecError
-from ..queue import connect
 from ..spec import PoolSpec, parse_spec
 from ..target import Target
 from .masters import Masters

@@ -25,8 +25,8 @@ from typing import Any
 import redis
 
 from .. import logs, protocol
+from ..connection import connect
 from ..protocol import Keys
-from ..queue import connect
 from ..redis_errors import REDIS_ERRORS
 from ..slots import SlotWriter
 
@@ -52,6 +52,8 @@ class GiveBack:
         self._slot = slot
         self._redis: redis.Redis | None = None
         self._script: Any = None
+        self._thread: threading.Thread | None = None
+        self._closed = False
 
     def watch(self) -> None:
         """The worker holds tasks behind the one it starts next: keep an eye on the clock.
@@ -62,11 +64,25 @@ class GiveBack:
         if not self.active:
             self.lock.acquire()  # the main thread's, except while it runs a handler
             self.active = True
-            threading.Thread(target=self._run, name="give-back", daemon=True).start()
+            self._thread = threading.Thread(target=self._run, name="give-back", daemon=True)
+            self._thread.start()
         self.holding.set()
 
+    def close(self) -> None:
+        """Stop the thread and close its connection (a worker that serves in a process it does
+        not end, worker/inprocess.py). Called by the main thread outside handlers."""
+        if self._thread is not None:
+            self._closed = True
+            self.holding.set()
+            self.lock.release()
+            self._thread.join()
+            self._thread = None
+            self.active = False
+        if self._redis is not None:
+            self._redis.close()
+
     def _run(self) -> None:
-        while True:
+        while not self._closed:
             self.holding.wait()
             # the racy read only decides how long to sleep; the decision is taken under the lock
             due = self.task_started + GIVE_BACK_AFTER_S - time.monotonic()
@@ -74,6 +90,8 @@ class GiveBack:
                 time.sleep(due)  # a timer, not synchronisation: re-checked under the lock
                 continue
             with self.lock:  # free only while the main thread runs a handler
+                if self._closed:
+                    return
                 if not self._in_hand:
                     self.holding.clear()
                 elif time.monotonic() - self.task_started >= GIVE_BACK_AFTER_S:
