@@ -156,7 +156,9 @@ class RunningPool(EventLog):
         super().__init__(self.log_path)
         self.write(doc)
         env = {**os.environ, "PYTHONPATH": f"{TESTS}{os.pathsep}{ROOT}", "REDIS_URL": redis_url}
-        fmt = [] if "--log-format" in extra else ["--log-format", "json"]
+        given = "--log-format" in extra
+        self.log_format = extra[extra.index("--log-format") + 1] if given else "json"
+        fmt = [] if given else ["--log-format", "json"]
         self._log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "workerpool", "run", str(self.file), *extra, *fmt],
