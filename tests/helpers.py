@@ -9,7 +9,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from unittest.mock import ANY as ANY  # re-exported: {"traceback": ANY} matches any value
@@ -121,12 +122,10 @@ class EventLog:
             found = self.events(event, **fields)
             return found if len(found) >= count else None
 
-        try:
+        with self.tail_on_timeout():
             found: list[dict[str, Any]] = wait_until(enough, timeout,
                                                      what=f"{count} event(s) {event!r} {fields}")
-            return found
-        except AssertionError as e:
-            raise AssertionError(f"{e}; the log's end:\n{self._tail()}") from None
+        return found
 
     def assert_logs(self, expected: Iterable[Pattern] = (), prohibited: Iterable[Pattern] = (),
                     *, allow_stray: bool = False) -> None:
@@ -140,8 +139,14 @@ class EventLog:
         assert not (missing or found or stray), (
             f"missing: {missing}\nprohibited but found: {found}\nstray lines: {stray[:20]}")
 
-    def _tail(self, chars: int = 3000) -> str:
-        return self.path.read_text(errors="replace")[-chars:] if self.path.exists() else ""
+    @contextmanager
+    def tail_on_timeout(self, chars: int = 3000) -> Iterator[None]:
+        """A wait that fails shows the log's end as it was then (not as it was when it began)."""
+        try:
+            yield
+        except AssertionError as e:
+            tail = self.path.read_text(errors="replace")[-chars:] if self.path.exists() else ""
+            raise AssertionError(f"{e}; the log's end:\n{tail}") from None
 
 
 class RunningPool(EventLog):
@@ -189,9 +194,9 @@ class RunningPool(EventLog):
         return len(self.workers(role))
 
     def wait_workers(self, permanent: int, temporary: int, timeout: float = 10.0) -> None:
-        wait_until(lambda: (self.count("permanent"), self.count("temporary")) == (permanent, temporary),
-                   timeout, what=f"{permanent} permanent + {temporary} temporary workers; log:\n"
-                   + self.log()[-3000:])
+        with self.tail_on_timeout():
+            wait_until(lambda: (self.count("permanent"), self.count("temporary")) == (permanent, temporary),
+                       timeout, what=f"{permanent} permanent + {temporary} temporary workers")
 
     def signal(self, sig: signal.Signals) -> None:
         self.proc.send_signal(sig)
