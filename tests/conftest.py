@@ -63,6 +63,10 @@ def start_pool(tmp_path: Path, redis_url: str) -> Iterator[Callable[..., Running
     yield start
     for pool in started:
         pool.kill()
+    # a line that is not a JSON event is a traceback Python printed or a stray print: a bug
+    stray = {p.log_path.name: p.stray_lines() for p in started if p.log_format == "json"}
+    if any(stray.values()):
+        pytest.fail(f"a pool wrote lines that are not JSON events: {stray}")
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ def test_kill9_of_a_busy_worker_loses_nothing(start_pool, redis_url, r):
     victim.kill()
     wait_until(lambda: sorted(set(served(r, "k9w"))) == list(range(10)), 30,
                what="every task served despite the kill")
-    assert "returned tasks to the queue" in pool.log()
+    pool.assert_logs(["returned tasks to the queue"])
 
 
 def _busy(q, pid):
@@ -49,7 +49,7 @@ def test_kill9_of_the_master_workers_exit_and_tasks_are_served_by_the_next(start
     second = start_pool(doc)
     wait_until(lambda: sorted(set(served(r, "k9m"))) == list(range(6)), 30,
                what="the next master to serve every task")
-    assert "recovered tasks of a vanished worker" in second.log()
+    second.assert_logs([{"event": "recovered tasks of a vanished worker", "level": "WARNING"}])
 
 
 def _alive(p: psutil.Process) -> bool:

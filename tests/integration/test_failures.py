@@ -46,12 +46,17 @@ def test_error_handler_that_raises_does_not_kill_the_worker(start_pool, redis_ur
     pool.wait_workers(1, 0)
     pid = pool.workers()[0].pid
     q = Queue("eh", redis_url=redis_url)
+    ids = []
     for n in range(3):
+        ids.append(q.enqueue(n))
         with pytest.raises(TaskFailed):
-            q.result(q.enqueue(n), timeout=15)
+            q.result(ids[-1], timeout=15)
     wait_until(lambda: len(errors(r)) == 3, 10, what="3 errorHandler reports")
+    raised = pool.wait_for_event("errorHandler raised", level="ERROR", role="permanent", pid=pid,
+                                 count=3)
+    assert [e["id"] for e in raised] == ids
     assert [w.pid for w in pool.workers()] == [pid]
-    assert "errorHandler raised" in pool.log()
+    pool.assert_logs(prohibited=["worker exited"])
 
 
 def test_task_timeout_counts_as_failed_attempt(start_pool, redis_url, r):
@@ -73,5 +78,5 @@ def test_task_that_kills_its_worker_ends_dead_lettered(start_pool, redis_url, r)
     assert r.llen("attempts") == 3  # the first run and 2 retries, then no more
     assert wait_until(lambda: errors(r), 10, what="the errorHandler's report")[0]["attempts"] == 3
     pool.wait_workers(1, 0)  # the pool replaced its worker each time and is still up
-    assert pool.log().count("killed by SIGKILL") == 3
-    assert "workers crash-looping, backing off" in pool.log()
+    assert len(pool.events("worker exited", reason="killed by SIGKILL", level="WARNING")) == 3
+    pool.assert_logs([{"event": "workers crash-looping, backing off", "level": "WARNING"}])

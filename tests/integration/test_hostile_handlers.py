@@ -8,7 +8,7 @@ import signal
 
 import psutil
 import pytest
-from helpers import manifest, wait_until
+from helpers import containing, manifest, wait_until
 
 from workerpool import Queue, TaskFailed
 
@@ -32,7 +32,8 @@ def test_results_and_errors_holding_lone_surrogates_are_recorded(start_pool, red
     with pytest.raises(TaskFailed, match="ValueError: bad") as failed:
         q.result(q.enqueue({"do": "raise_surrogate"}), timeout=20)
     assert failed.value.attempts == 2
-    assert pool.proc.poll() is None and "worker exited" not in pool.log()
+    assert pool.proc.poll() is None
+    pool.assert_logs(prohibited=["worker exited"])
 
 
 @pytest.mark.parametrize(("behaviour", "error"), [
@@ -81,7 +82,7 @@ def test_error_handler_misbehaving_is_called_once_and_costs_nothing(start_pool, 
     q = Queue("eh", redis_url=redis_url)
     with pytest.raises(TaskFailed):
         q.result(q.enqueue({"do": "raise", **on_error}), timeout=30)
-    wait_until(lambda: "errorHandler raised" in pool.log() or "worker exited" in pool.log(), 20,
+    wait_until(lambda: pool.events("errorHandler raised") or pool.events("worker exited"), 20,
                what="the errorHandler to end")
     assert q.result(q.enqueue({"value": 1}), timeout=30) == {"value": 1}
     assert len(errors(r)) == 1 and r.llen("{eh}:wp:dead") == 1
@@ -95,7 +96,7 @@ def test_error_handler_that_ignores_its_alarm_is_killed_and_not_called_again(sta
     task = {"do": "raise", "on_error": "ignore_alarm_and_sleep", "on_error_args": {"s": 60}}
     with pytest.raises(TaskFailed):
         q.result(q.enqueue(task), timeout=30)
-    wait_until(lambda: "errorHandler timeout (killed)" in pool.log(), 30, what="the hard kill")
+    pool.wait_for_event("worker exited", reason="errorHandler timeout (killed)", timeout=30)
     assert q.result(q.enqueue({"value": 2}), timeout=30) == {"value": 2}
     assert len(errors(r)) == 1 and r.llen("{ehkill}:wp:dead") == 1
 
@@ -130,7 +131,8 @@ def test_processes_a_handler_starts_stop_with_the_pool(start_pool, redis_url, r)
     assert pool.stop() == 0
     assert not any(psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
                    for p in sleepers)
-    assert "stopping processes a handler left behind" in pool.log()
+    [stopping] = pool.events("stopping processes a handler left behind", level="WARNING")
+    assert set(sleepers) <= {int(pid) for pid in stopping["pids"].split(",")}
 
 
 def test_an_idle_worker_over_max_memory_is_recycled(start_pool, redis_url, r):
@@ -140,7 +142,7 @@ def test_an_idle_worker_over_max_memory_is_recycled(start_pool, redis_url, r):
     # task grows the worker, which then goes idle; it must not keep its memory
     assert q.result(q.enqueue({"do": "leak", "mib": 1}), timeout=20) == 1
     assert q.result(q.enqueue({"do": "leak", "mib": 120}), timeout=20) == 2
-    wait_until(lambda: "maxMemoryMiB=60" in pool.log(), 10, what="the idle worker to be recycled")
+    pool.wait_for_event("worker recycling", reason=containing("> maxMemoryMiB=60"))
     pool.wait_workers(1, 0)
 
 
@@ -151,12 +153,14 @@ def test_a_task_that_kills_temporaries_with_a_clean_exit_ends_dead_lettered(star
     with pytest.raises(TaskFailed, match="WorkerLost"):
         q.result(q.enqueue({"do": "os_exit", "code": 0}), timeout=60)
     assert r.llen("attempts") == 2
-    assert "exited during a task" in pool.log() and "worker_role=temporary" in pool.log()
+    deaths = pool.events("worker exited", reason=containing("exited during a task"), level="WARNING")
+    assert [e["worker_role"] for e in deaths] == ["temporary", "temporary"]  # each attempt's
     assert q.result(q.enqueue({"value": 5}), timeout=30) == {"value": 5}
 
 
 @pytest.mark.parametrize(("behaviour", "logged"), [
-    ("ignore_term", "signal handlers; restored"), ("block_term", "blocked signals in the worker"),
+    ("ignore_term", "user code replaced the worker's signal handlers; restored"),
+    ("block_term", "user code blocked signals in the worker; unblocked"),
 ])
 def test_a_handler_that_ignores_sigterm_does_not_stop_its_worker_from_draining(
         start_pool, redis_url, r, behaviour, logged):
@@ -164,5 +168,5 @@ def test_a_handler_that_ignores_sigterm_does_not_stop_its_worker_from_draining(
     q = Queue("ignterm", redis_url=redis_url)
     assert q.result(q.enqueue({"do": behaviour}), timeout=20) is None
     assert pool.stop() == 0
-    assert "grace period over" not in pool.log() and "killing workers now" not in pool.log()
-    assert logged in pool.log()
+    pool.assert_logs([{"event": logged, "level": "WARNING"}],
+                     prohibited=["grace period over", "killing workers now"])

@@ -46,7 +46,8 @@ def test_poison_elements_are_dead_lettered_with_a_reason_and_the_queue_flows(sta
     assert sum("nested deeper" in d["error"] for d in dead) == 3  # two plain, one in an envelope
     by_bytes = {bytes(d["item_latin1"], "latin-1") for d in dead if "item_latin1" in d}
     assert by_bytes == {b"\xff\xfe not UTF-8 \x80"}  # kept byte for byte
-    assert "worker exited" not in pool.log() and pool.proc.poll() is None
+    assert pool.proc.poll() is None
+    pool.assert_logs(prohibited=["worker exited"])
 
 
 def test_envelope_imitations_held_by_a_vanished_worker_do_not_kill_the_master(start_pool, redis_url, r):
@@ -57,7 +58,8 @@ def test_envelope_imitations_held_by_a_vanished_worker_do_not_kill_the_master(st
     q = Queue("ghost", redis_url=redis_url)
     assert q.result("ok", timeout=20) == 1
     wait_until(lambda: len(q.dead_letters()) == len(IMITATIONS), 20, what="the imitations dead-lettered")
-    assert "recovered tasks of a vanished worker" in pool.log()
+    pool.assert_logs([{"event": "recovered tasks of a vanished worker", "worker_id": "gone.0.1",
+                       "level": "WARNING"}])
     assert pool.proc.poll() is None and r.llen("ghost") == 0
 
 

@@ -74,6 +74,7 @@ def test_a_live_pool_ends_every_task_and_stops_clean(redis_server, tasks, deaths
             pool.signal(signal.SIGINT)
             assert pool.stop(60) == 0
             assert not [p for p in started if _alive(p)]
+            assert not pool.stray_lines()  # nothing but JSON events: no traceback printed
         finally:
             pool.kill()
             r.close()

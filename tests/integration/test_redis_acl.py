@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
-from helpers import ROOT, TESTS, manifest, wait_until
+from helpers import ROOT, TESTS, containing, manifest
 
 from workerpool import Queue, TaskFailed
 from workerpool.acl import acl_rules
@@ -64,7 +64,7 @@ def test_a_pool_the_cli_and_the_status_reader_work_under_the_acl(user_url, redis
     client.close()
     for p in (pool, glob):
         assert p.stop() == 0
-        assert "no permissions" not in p.log() and "redis command failed" not in p.log(), p.log()[-2000:]
+        p.assert_logs(prohibited=["redis command failed", {"error": containing("no permissions")}])
     q.close()
     g.close()
 
@@ -79,7 +79,7 @@ def test_a_user_of_another_queue_is_refused_with_one_line(user_url, redis_url, s
     pool = start_pool(manifest("acl", handler="handlers:echo", minWorkers=1, maxWorkers=1,
                                shutdownGraceSeconds=1),
                       url=other_url)
-    wait_until(lambda: "no permissions" in pool.log(), 20, what="the refusal in the log")
+    pool.wait_for_event(error=containing("no permissions"), timeout=20)
     assert pool.proc.poll() is None  # refused, reported, retried no faster than the backoff
-    assert "0ther" not in pool.log()
+    assert "0ther" not in pool.log()  # the password: nowhere in the log's text
     pool.stop()

@@ -11,7 +11,7 @@ import sys
 import time
 
 import pytest
-from helpers import ROOT, TESTS, manifest, wait_until
+from helpers import ANY, ROOT, TESTS, containing, manifest, wait_until
 from ledger_handlers import served
 from topologies import ClusterSet
 
@@ -84,7 +84,7 @@ def test_pools_on_three_primaries_serve_retry_dead_letter_and_the_cli_reads_them
         assert requeued.stdout.strip() == "requeued 2", requeued.stderr
     for p in pools:
         assert p.stop() == 0
-        assert "Traceback" not in p.log()
+        p.assert_logs(prohibited=[{"traceback": ANY}])
 
 
 def test_kill9_of_a_worker_and_of_the_master_recovers_on_a_cluster(cluster, ledger, start_pool):
@@ -106,8 +106,8 @@ def test_kill9_of_a_worker_and_of_the_master_recovers_on_a_cluster(cluster, ledg
     second = start_pool({**doc, "metadata": {"name": "k9-second"}}, url=cluster.url)
     wait_until(lambda: {n for n, _ in served(ledger)} >= set(range(12)), 60,
                what="every task served; log:\n" + second.log()[-2000:])
-    assert "returned tasks to the queue" in first.log()
-    assert "recovered tasks of a vanished worker" in second.log()
+    first.assert_logs(["returned tasks to the queue"])
+    second.assert_logs([{"event": "recovered tasks of a vanished worker", "level": "WARNING"}])
     assert second.stop() == 0
     client.close()
     q.close()
@@ -152,7 +152,7 @@ def test_a_pool_and_the_cli_work_under_the_acl_on_a_cluster(cluster, start_pool)
     stats = cli(url, "stats", "--queue", name)
     assert stats.returncode == 0 and "processed      1" in stats.stdout, stats.stderr
     assert pool.stop() == 0
-    assert "no permissions" not in pool.log() and "redis command failed" not in pool.log()
+    pool.assert_logs(prohibited=["redis command failed", {"error": containing("no permissions")}])
     q.close()
 
 
@@ -165,6 +165,6 @@ def test_the_orphan_sweep_finds_lists_on_the_queues_node(cluster, ledger, start_
     pool = start_pool(manifest(name, handler="ledger_handlers:note", minWorkers=1, maxWorkers=1),
                       url=cluster.url)
     wait_until(lambda: [n for n, _ in served(ledger)] == [7], 30, what="the orphan served")
-    assert "recovered tasks of a vanished worker" in pool.log()
+    pool.assert_logs([{"event": "recovered tasks of a vanished worker", "worker_id": "ghost.0.1"}])
     assert pool.stop() == 0
     client.close()

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 import yaml
-from helpers import ROOT, TESTS, manifest, wait_until
+from helpers import ANY, ROOT, TESTS, EventLog, containing, manifest, wait_until
 
 from workerpool import Queue
 
@@ -17,10 +17,8 @@ def test_a_key_of_the_wrong_type_is_reported_and_ridden_out(start_pool, redis_ur
     pool = start_pool(manifest("wt", handler="handlers:hostile", minWorkers=1, maxWorkers=2))
     pool.wait_workers(1, 0)
     r.set("wt", "a user reused the queue's key")
-    wait_until(lambda: "redis command failed" in pool.log() and "WRONGTYPE" in pool.log(), 10,
-               what="the WRONGTYPE error in the log")
-    line = next(x for x in pool.log().splitlines() if "redis command failed" in x)
-    assert ("wt" in line and "PROMOTE" in line) or "BLMOVE" in line  # names the key and the command
+    failed = pool.wait_for_event("redis command failed", error=containing("WRONGTYPE"), level="ERROR")
+    assert all((e["command"], e["key"]) in {("PROMOTE", "wt"), ("BLMOVE", "wt")} for e in failed)
     assert pool.proc.poll() is None
     r.delete("wt")
     q = Queue("wt", redis_url=redis_url)
@@ -36,8 +34,8 @@ def test_out_of_memory_is_ridden_out(start_pool, redis_url, r):
     r.config_set("maxmemory-policy", "noeviction")
     r.config_set("maxmemory", 1)  # every write is refused: OOM command not allowed
     try:
-        wait_until(lambda: "redis unavailable" in pool.log(), 10, what="the OOM in the log")
-        assert "maxmemory" in pool.log() and pool.proc.poll() is None
+        pool.wait_for_event("redis unavailable, retrying", error=containing("maxmemory"))
+        assert pool.proc.poll() is None
     finally:
         r.config_set("maxmemory", 0)
     assert q.result(q.enqueue({"value": 2}), timeout=30) == {"value": 2}
@@ -56,7 +54,7 @@ def tick(self, now):
     if self.upkeep.redis.exists("explode"):
         raise RuntimeError("boom\\nsecond line")
 pool.Pool.tick = tick
-sys.argv = ["workerpool", "run", sys.argv[1]]
+sys.argv = ["workerpool", "run", sys.argv[1], "--log-format", "json"]
 main()
 """
 
@@ -78,12 +76,12 @@ def test_an_unexpected_error_in_the_master_drains_and_exits_non_zero(tmp_path, r
         finally:
             master.kill()
             master.wait()
-    text = (tmp_path / "guard.log").read_text()
     assert code == 1
     assert [json.loads(x)["n"] for x in r.lrange("served:guard", 0, -1)] == [1]  # drained, not cut
-    failed = [x for x in text.splitlines() if "master failed; draining the workers" in x]
-    assert len(failed) == 1 and "RuntimeError: boom" in failed[0] and "second line" in failed[0]
-    assert "Traceback" not in text
+    log = EventLog(tmp_path / "guard.log")
+    [failed] = log.events("master failed; draining the workers", level="CRITICAL")
+    assert "RuntimeError: boom" in failed["error"] and "second line" in failed["error"]
+    log.assert_logs([{"event": "master exiting", "code": 1}], prohibited=[{"traceback": ANY}])
 
 
 def test_keys_of_ours_holding_foreign_bytes_do_not_kill_the_master(start_pool, redis_url, r):
