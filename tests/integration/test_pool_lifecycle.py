@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import redis
+from helpers import free_port
 
 from workerpool import protocol
 from workerpool.master.pool import CRASH_BACKOFF_FIRST_S, HARD_KILL_GRACE_S, Pool
@@ -88,6 +89,21 @@ def make_pool(redis_url: str, kernel: OS) -> Iterator[Any]:
     yield make
     for pool in made:
         pool.upkeep.redis.close()
+
+
+@pytest.fixture
+def make_master(redis_url: str, kernel: OS) -> Iterator[Any]:
+    made: list[Master] = []
+
+    def make(url: str = redis_url, **fields: Any) -> Master:
+        master = Master([(spec_of(**fields), Target(url))])
+        made.append(master)
+        return master
+
+    yield make
+    for master in made:
+        for pool in master.pools.values():
+            pool.upkeep.redis.close()
 
 
 def test_scale_forks_the_permanent_workers_back_to_back(make_pool, kernel):
@@ -242,41 +258,33 @@ def test_pools_sharing_a_full_slot_table_fork_fewer_instead_of_failing(redis_url
             pool.upkeep.redis.close()
 
 
-def test_the_master_reaps_every_exit_and_stops_on_a_boot_failure(redis_url, kernel):
-    master = Master([(spec_of(minWorkers=2), Target(redis_url))])
-    try:
-        pool = master.pools["life"]
-        pool.scale(now=0.0)
-        first, second = kernel.forked
-        kernel.exits = [(first, exited(ExitCode.IDLE)), (123, exited(0)),  # 123: not ours
-                        (second, exited(ExitCode.BOOT_FAILED))]
-        master._reap()
-        assert not pool.children and kernel.exits == []
-        assert master.stopping and master.exit_code == ExitCode.CRASHED
-        assert pool.draining  # no more forks while it stops
-    finally:
-        pool.upkeep.redis.close()
+def test_the_master_reaps_every_exit_and_stops_on_a_boot_failure(make_master, kernel):
+    master = make_master(minWorkers=2)
+    pool = master.pools["life"]
+    pool.scale(now=0.0)
+    first, second = kernel.forked
+    kernel.exits = [(first, exited(ExitCode.IDLE)), (123, exited(0)),  # 123: not ours
+                    (second, exited(ExitCode.BOOT_FAILED))]
+    master._reap()
+    assert not pool.children and kernel.exits == []
+    assert master.stopping and master.exit_code == ExitCode.CRASHED
+    assert pool.draining  # no more forks while it stops
 
 
-def test_a_second_stop_kills_at_once(redis_url, kernel):
-    master = Master([(spec_of(minWorkers=1), Target(redis_url))])
-    try:
-        pool = master.pools["life"]
-        pool.scale(now=0.0)
-        (pid,) = kernel.forked
-        master.stop()
-        assert kernel.killed == [(pid, signal.SIGTERM)]
-        master.stop()
-        assert kernel.killed[-1] == (pid, signal.SIGKILL)
-        assert pool.children[pid].killed_for is KillReason.SHUTDOWN
-    finally:
-        pool.upkeep.redis.close()
+def test_a_second_stop_kills_at_once(make_master, kernel):
+    master = make_master(minWorkers=1)
+    pool = master.pools["life"]
+    pool.scale(now=0.0)
+    (pid,) = kernel.forked
+    master.stop()
+    assert kernel.killed == [(pid, signal.SIGTERM)]
+    master.stop()
+    assert kernel.killed[-1] == (pid, signal.SIGKILL)
+    assert pool.children[pid].killed_for is KillReason.SHUTDOWN
 
 
-def test_a_stop_signal_ends_the_wait_for_an_unreachable_redis_at_exit(kernel, monkeypatch):
-    from helpers import free_port
-
-    master = Master([(spec_of(minWorkers=1), Target(f"redis://127.0.0.1:{free_port()}/0"))])
+def test_a_stop_signal_ends_the_wait_for_an_unreachable_redis_at_exit(make_master, monkeypatch):
+    master = make_master(f"redis://127.0.0.1:{free_port()}/0", minWorkers=1)
     pool = master.pools["life"]
     pool.upkeep.recoveries.append(("gone-worker", -1))  # tasks to return; Redis is down
     waits: list[float] = []
