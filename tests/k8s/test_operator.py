@@ -195,6 +195,32 @@ def test_redis_url_from_a_secret_never_shows(operator: Operator, cluster: Any, r
         r.config_set("requirepass", "")
 
 
+def test_a_bad_url_in_a_secret_is_reported_and_retried_until_fixed(operator: Operator, cluster: Any,
+                                                                   redis_url: str) -> None:
+    """The Secret can be fixed without an edit of the pool: the operator keeps reading it."""
+    cluster.kubectl("create", "secret", "generic", "bad-redis", "-n", NS,
+                    "--from-literal=url=pw-in-secret")  # a bare password, by mistake
+    doc = pool_doc("misdirected", None, minWorkers=1, maxWorkers=1, queue="misdirected")
+    doc["spec"]["redis"] = {"urlFrom": {"secretKeyRef": {"name": "bad-redis", "key": "url"}}}
+    apply(cluster, doc)
+
+    def not_ready() -> dict[str, Any] | None:
+        conds = get(cluster, "misdirected").get("status", {}).get("conditions", [])
+        return next((c for c in conds if c["type"] == "Ready" and c["reason"] == "InvalidSpec"), None)
+
+    cond = wait_until(not_ready, 30, what="Ready=False, InvalidSpec, naming the Secret")
+    assert "'bad-redis'" in cond["message"] and "redis://" in cond["message"]
+    assert operator.workers("misdirected") == []
+    cluster.kubectl("delete", "secret", "bad-redis", "-n", NS)
+    cluster.kubectl("create", "secret", "generic", "bad-redis", "-n", NS,
+                    f"--from-literal=url={redis_url}")
+    wait_until(lambda: status_is(cluster, "misdirected", permanentWorkers=1), 40,
+               what="the pool to start once the Secret holds a Redis URL")
+    shown = json.dumps(get(cluster, "misdirected")) + operator.log()
+    assert "pw-in-secret" not in shown and "Traceback" not in operator.log()
+    cluster.kubectl("delete", "wp", "misdirected", "-n", NS, "--wait=true", "--timeout=60s")
+
+
 def test_unimportable_handler_is_degraded(operator: Operator, cluster: Any, redis_url: str) -> None:
     apply(cluster, pool_doc("broken", redis_url, handler="nosuchmodule:f"))
 

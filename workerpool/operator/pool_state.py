@@ -62,7 +62,10 @@ def resolve(name: str, namespace: str, spec: dict[str, Any]) -> tuple[PoolSpec, 
         try:
             return parsed, Target(url)
         except SpecError as e:  # the Secret can be fixed without an edit of the pool: retried
-            raise kopf.TemporaryError(f"Secret {ref.name!r} key {ref.key!r}: {e}") from None
+            # never the value itself: a Secret holding a bare password by mistake must not
+            # put it in the status
+            raise kopf.TemporaryError(f"spec.redis.urlFrom: Secret {ref.name!r} key {ref.key!r} "
+                                      f"does not hold a Redis URL; expected {e.allowed}") from None
     raise kopf.PermanentError("spec.redis: give url or urlFrom.secretKeyRef")
 
 
