@@ -181,7 +181,10 @@ class Pool:
         self.murder_overdue(now)
         if not self.draining:
             self.scale(now)
-        self.upkeep.publish(now, self.published, [c.worker_id for c in self.children.values()])
+        self.upkeep.publish(now, self.published, self._worker_ids)
+
+    def _worker_ids(self) -> list[str]:
+        return [c.worker_id for c in self.children.values()]
 
     def observe(self) -> Observed:
         views = [self.slots.read(c.slot) for c in self.children.values() if not c.retiring]

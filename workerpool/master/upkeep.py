@@ -64,13 +64,14 @@ class Upkeep:
             self._redis_back()
 
     def publish(self, now: float, numbers: Callable[[], MasterReport],
-                worker_ids: Iterable[str]) -> None:
-        """When due: refresh our heartbeats, publish our numbers, recover the expired."""
+                worker_ids: Callable[[], Iterable[str]]) -> None:
+        """When due: refresh our heartbeats, publish our numbers, recover the expired (both
+        callables run only then, not on every tick)."""
         if now < self.next_heartbeat or not self.redis_ok:
             return  # (while Redis is down, poll() finds out first when it is back)
         self.next_heartbeat = now + protocol.HEARTBEAT_INTERVAL_S
         self._run_step("heartbeat", self.keys.alive,
-                       lambda: self._heartbeat(numbers(), worker_ids), now)
+                       lambda: self._heartbeat(numbers(), worker_ids()), now)
 
     def publish_soon(self) -> None:
         """The numbers changed (a worker forked or exited): publish them on the next tick."""
